@@ -1,0 +1,31 @@
+# Social contact import: `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+export CONTACT_IMPORT_DATA_DIR ?= $(CURDIR)/.data
+
+.PHONY: setup demo test airflow bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt -e .
+	touch $@
+
+demo: setup
+	$(BIN)/contact-import db upgrade
+	$(BIN)/contact-import workspace apply examples/demo-workspace.yaml
+	$(BIN)/contact-import import examples/line-contacts.csv --workspace demo --channel line
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+airflow: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/airflow_local.py
+
+clean:
+	-$(BIN)/python -c "import pgserver, sys; pgserver.get_server('$(CONTACT_IMPORT_DATA_DIR)/pg', cleanup_mode='stop')" 2>/dev/null
+	rm -rf $(CONTACT_IMPORT_DATA_DIR)

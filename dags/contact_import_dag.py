@@ -1,0 +1,108 @@
+"""DAG `contact_import`: one run per import file (SPEC section 1).
+
+Each task is a thin call into the library (include/contact_import/pipeline.py) and
+passes only small metadata through XCom. Runs beyond CONTACT_IMPORT_MAX_ACTIVE wait
+queued: Airflow's queue is the `waiting` status.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from datetime import timedelta
+
+from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import Param, dag, get_current_context, task
+
+from contact_import import config, db, pipeline
+from contact_import.channels import CHANNELS, TAG_MODES
+
+RUN_NAMESPACE = uuid.UUID("0b6f3c52-4d0c-4a55-9e3b-6a1c0b1f7c11")
+
+
+def import_id_of(context) -> str:
+    """The import this run works on: named by the trigger, or derived from the run id."""
+    return context["params"].get("import_id") or str(uuid.uuid5(RUN_NAMESPACE, context["dag_run"].run_id))
+
+
+def record_failure(context) -> None:
+    exception = context.get("exception")
+    pipeline.task_failed(db.resolve_url(), import_id_of(context), f"{context['ti'].task_id}: {exception}")
+
+
+def stage(func, *args):
+    """Run a library stage; a user's mistake fails the task at once, without retries."""
+    try:
+        return func(db.resolve_url(), *args)
+    except pipeline.StageError as exc:
+        raise AirflowFailException(str(exc)) from None
+
+
+@dag(
+    dag_id="contact_import",
+    description="Import one file of social contacts into the CDP",
+    schedule=None,
+    catchup=False,
+    max_active_runs=config.max_active_imports(),
+    tags=["cdp", "contact-import"],
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=10), "on_failure_callback": record_failure},
+    params={
+        "workspace": Param("demo", type="string", minLength=1, title="Workspace",
+                           description="Slug of the workspace to import into"),
+        "channel": Param("line", type="string", enum=list(CHANNELS), title="Channel"),
+        "tag_mode": Param("append", type="string", enum=list(TAG_MODES), title="Tag mode",
+                          description="append adds the file's tags; overwrite makes them exactly the file's"),
+        "file": Param("", type="string", title="File", description="Path or URI of the CSV or .xlsx file"),
+        "mapping": Param({}, type=["object", "null"], title="Column mapping",
+                         description='Optional {"file header": "field or attribute key" | null}'),
+        "require_approval": Param(False, type="boolean", title="Require approval"),
+        "import_id": Param(None, type=["null", "string"], title="Import id",
+                           description="Set by the CLI and the upload API; leave empty in the form"),
+    },
+)
+def contact_import():
+    @task
+    def detect_encoding() -> dict:
+        context = get_current_context()
+        params, import_id = context["params"], import_id_of(context)
+        url = db.resolve_url()
+        if not params.get("import_id") and not pipeline.import_exists(url, import_id):
+            try:
+                pipeline.create_import(url, workspace=params["workspace"], channel=params["channel"],
+                                       tag_mode=params["tag_mode"], file=params["file"],
+                                       mapping=params.get("mapping") or None,
+                                       require_approval=params["require_approval"], source="ui",
+                                       import_id=import_id, dag_run_id=context["dag_run"].run_id)
+            except (ValueError, LookupError) as exc:
+                raise AirflowFailException(str(exc)) from None
+        pipeline.record_run(url, import_id, context["dag_run"].run_id)
+        return stage(pipeline.task_detect_encoding, import_id)
+
+    @task
+    def map_columns(detected: dict) -> dict:
+        return stage(pipeline.task_map_columns, detected["import_id"])
+
+    @task
+    def validate(mapped: dict) -> dict:
+        return stage(pipeline.task_validate, mapped["import_id"])
+
+    @task(retries=3)
+    def upsert_contacts(validated: dict) -> dict:
+        return stage(pipeline.task_upsert_contacts, validated["import_id"])
+
+    @task
+    def bind_teammates(upserted: dict) -> dict:
+        return stage(pipeline.task_bind_teammates, upserted["import_id"])
+
+    @task
+    def finalize(bound: dict) -> dict:
+        return stage(pipeline.task_finalize, bound["import_id"])
+
+    finalize(bind_teammates(upsert_contacts(validate(map_columns(detect_encoding())))))
+
+
+dag_object = contact_import()
+
+if __name__ == "__main__":
+    # `contact-import import` runs the DAG in-process this way when no Airflow API is configured.
+    dag_object.test(run_conf=json.loads(sys.argv[1]) if len(sys.argv) > 1 else None)

@@ -1,0 +1,93 @@
+"""OMO bindings: checking them against the workspace, and applying them set-based."""
+from __future__ import annotations
+
+import pandas as pd
+
+from .channels import Channel
+from .errors import Issue
+from .workspaces import Workspace
+
+UNASSIGNED = "UNASSIGNED"
+BINDABLE_ROLES = ("sales_rep", "sales_manager")
+
+
+def check(conn, ws: Workspace, channel: Channel, normalised: pd.DataFrame, headers: dict[str, str]) -> list[Issue]:
+    """Binding rules that need the workspace (SPEC section 4, OMO binding)."""
+    teammate = normalised["binding_teammate"]
+    store = normalised["store_code"]
+    rows = normalised[teammate.notna() & store.notna() & (teammate != UNASSIGNED)]
+    has_binding = teammate.notna() | store.notna()
+    assigned = normalised[has_binding]
+    header_t = headers.get("binding_teammate", "Binding Teammate")
+    header_s = headers.get("store_code", "Store Location Code")
+    if assigned.empty:
+        return []
+    incomplete = normalised[has_binding & (teammate.isna() | (store.isna() & (teammate != UNASSIGNED)))]
+    issues = [Issue("binding_incomplete", int(r), header_t if t else header_s, t or s or "")
+              for r, t, s in zip(incomplete["row"], incomplete["binding_teammate"], incomplete["store_code"])]
+    if not channel.omo_binding:
+        return issues + [Issue("binding_not_supported", int(r), header_t, v or "", {"channel": channel.label})
+                         for r, v in zip(assigned["row"], assigned["binding_teammate"])]
+    if not ws.omo_enabled:
+        return issues + [Issue("omo_not_enabled", int(r), header_t, v or "")
+                         for r, v in zip(assigned["row"], assigned["binding_teammate"])]
+    with conn.cursor() as cur:
+        cur.execute("""SELECT lower(t.email), t.active, t.role,
+                              coalesce(array_agg(s.code) FILTER (WHERE s.code IS NOT NULL), '{}')
+                       FROM cdp.teammates t
+                       LEFT JOIN cdp.teammate_stores ts ON ts.teammate_id = t.id
+                       LEFT JOIN cdp.stores s ON s.id = ts.store_id
+                       WHERE t.workspace_id = %s GROUP BY t.id""", (ws.id,))
+        teammates = {email: (active, role, set(codes)) for email, active, role, codes in cur.fetchall()}
+        cur.execute("SELECT code FROM cdp.stores WHERE workspace_id = %s", (ws.id,))
+        stores = {code for (code,) in cur.fetchall()}
+    for row, email, code in zip(rows["row"], rows["binding_teammate"], rows["store_code"]):
+        row = int(row)
+        found = teammates.get(email.lower())
+        if found is None:
+            issues.append(Issue("teammate_not_found", row, header_t, email))
+        elif not found[0]:
+            issues.append(Issue("teammate_inactive", row, header_t, email))
+        elif found[1] not in BINDABLE_ROLES:
+            issues.append(Issue("teammate_role_not_bindable", row, header_t, email))
+        elif code not in stores:
+            issues.append(Issue("store_not_found", row, header_s, code))
+        elif code not in found[2]:
+            issues.append(Issue("teammate_not_in_store", row, header_s, code, {"teammate": email}))
+    return issues
+
+
+def apply(conn, ws: Workspace, channel: Channel, rows: pd.DataFrame) -> dict[str, int]:
+    """Bind, rebind or unbind the contacts of `rows` (columns user_id, binding_teammate, store_code).
+
+    Idempotent: a binding that already holds is not rewritten and not counted.
+    """
+    rows = rows[rows["binding_teammate"].notna()]
+    if rows.empty:
+        return {"bound": 0, "unbound": 0}
+    from .upsert import copy_rows
+
+    with conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_bindings"
+                    " (user_id text, teammate text, store_code text) ON COMMIT DELETE ROWS")
+        copy_rows(cur, "stage_bindings", rows[["user_id", "binding_teammate", "store_code"]].itertuples(index=False))
+        cur.execute("""DELETE FROM cdp.bindings b USING stage_bindings s, cdp.contacts c
+                       WHERE s.teammate = %s AND c.workspace_id = %s AND c.channel = %s
+                         AND c.channel_user_id = s.user_id AND b.contact_id = c.id""",
+                    (UNASSIGNED, ws.id, channel.name))
+        unbound = cur.rowcount
+        cur.execute("""INSERT INTO cdp.bindings (contact_id, teammate_id, store_id)
+                       SELECT c.id, t.id, st.id FROM stage_bindings s
+                       JOIN cdp.contacts c ON c.workspace_id = %(ws)s AND c.channel = %(ch)s
+                                          AND c.channel_user_id = s.user_id
+                       JOIN cdp.teammates t ON t.workspace_id = %(ws)s AND lower(t.email) = lower(s.teammate)
+                       JOIN cdp.stores st ON st.workspace_id = %(ws)s AND st.code = s.store_code
+                       WHERE s.teammate <> %(unassigned)s
+                       ON CONFLICT (contact_id) DO UPDATE
+                         SET teammate_id = EXCLUDED.teammate_id, store_id = EXCLUDED.store_id, updated_at = now()
+                       WHERE (cdp.bindings.teammate_id, cdp.bindings.store_id)
+                             IS DISTINCT FROM (EXCLUDED.teammate_id, EXCLUDED.store_id)""",
+                    {"ws": ws.id, "ch": channel.name, "unassigned": UNASSIGNED})
+        bound = cur.rowcount
+        cur.execute("TRUNCATE stage_bindings")
+    return {"bound": bound, "unbound": unbound}

@@ -1,0 +1,277 @@
+"""The `contact-import` command (SPEC section 6)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import config, db, export, jobs, migrate, pipeline, templates, validation, workspaces
+from .channels import CHANNELS, TAG_MODES
+from .errors import normalise_lang
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_CANCELLED, EXIT_FAILED = 0, 1, 2, 3, 4
+IMPORT_EXIT = {jobs.COMPLETED: EXIT_OK, jobs.VALIDATION_FAILED: EXIT_INVALID, jobs.CANCELLED: EXIT_CANCELLED}
+
+
+class UsageError(Exception):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, workspaces.WorkspaceFileError, LookupError, ValueError) as exc:
+        print(f"contact-import: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `contact-import export | head`
+        sys.stderr.close()
+        return EXIT_OK
+    except db.psycopg2.OperationalError as exc:
+        print(f"contact-import: cannot reach the CDP database: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", help="CDP database URL (default: $CDP_DATABASE_URL, else the embedded server)")
+    common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser = argparse.ArgumentParser(prog="contact-import", description=__doc__, parents=[common])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dbp = commands.add_parser("db", help="database schema", parents=[common])
+    dbp.add_argument("action", choices=["upgrade"])
+    dbp.set_defaults(func=cmd_db)
+
+    wsp = commands.add_parser("workspace", help="workspaces", parents=[common])
+    wsp.add_argument("action", choices=["apply"])
+    wsp.add_argument("file")
+    wsp.set_defaults(func=cmd_workspace)
+
+    tpl = commands.add_parser("template", help="print the sample CSV", parents=[common])
+    tpl.add_argument("channel", choices=list(CHANNELS))
+    tpl.add_argument("--tag-mode", choices=TAG_MODES, default="append")
+    tpl.add_argument("--workspace")
+    tpl.set_defaults(func=cmd_template)
+
+    for name, func in (("validate", cmd_validate), ("import", cmd_import)):
+        sub = commands.add_parser(name, parents=[common])
+        sub.add_argument("file")
+        sub.add_argument("--workspace", required=True)
+        sub.add_argument("--channel", required=True, choices=list(CHANNELS))
+        sub.add_argument("--tag-mode", choices=TAG_MODES, default="append")
+        sub.add_argument("--mapping", help='JSON {"file header": "field or attribute key" | null}')
+        sub.add_argument("--lang", default=os.environ.get("LANG", "en"), help="report language: en or zh-TW")
+        if name == "validate":
+            sub.add_argument("--report-dir", help="where the error report is written")
+        else:
+            sub.add_argument("--require-approval", action="store_true")
+        sub.set_defaults(func=func)
+
+    st = commands.add_parser("status", help="one import, or the list", parents=[common])
+    st.add_argument("import_id", nargs="?")
+    st.add_argument("--workspace")
+    st.set_defaults(func=cmd_status)
+
+    ca = commands.add_parser("cancel", help="cancel a waiting or running import", parents=[common])
+    ca.add_argument("import_id")
+    ca.set_defaults(func=cmd_cancel)
+
+    ex = commands.add_parser("export", help="every contact with profile, tags and binding", parents=[common])
+    ex.add_argument("--workspace", required=True)
+    ex.add_argument("--channel", choices=list(CHANNELS))
+    ex.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    ex.set_defaults(func=cmd_export)
+    return parser
+
+
+def _emit(args, payload: dict, text: str) -> None:
+    print(json.dumps(payload, ensure_ascii=False, default=str) if args.json else text)
+
+
+def _mapping(args) -> dict | None:
+    if not args.mapping:
+        return None
+    try:
+        value = json.loads(Path(args.mapping).read_text() if Path(args.mapping).is_file() else args.mapping)
+    except (json.JSONDecodeError, OSError) as exc:
+        raise UsageError(f"--mapping is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError('--mapping must be a JSON object {"file header": "field" | null}')
+    return value
+
+
+def cmd_db(args) -> int:
+    revision = migrate.upgrade(args.db)
+    _emit(args, {"revision": revision}, f"cdp schema at revision {revision}")
+    return EXIT_OK
+
+
+def cmd_workspace(args) -> int:
+    spec = workspaces.load_file(args.file)
+    with db.transaction(args.db) as conn:
+        ws = workspaces.apply(conn, spec)
+    _emit(args, {"workspace": ws.slug, "id": ws.id}, f"workspace {ws.slug} applied")
+    return EXIT_OK
+
+
+def cmd_template(args) -> int:
+    ws, attrs = None, None
+    if args.workspace:
+        with db.transaction(args.db) as conn:
+            ws = workspaces.get(conn, args.workspace)
+            attrs = workspaces.attributes(conn, ws.id)
+    sys.stdout.write(templates.render(args.channel, args.tag_mode, ws, attrs))
+    return EXIT_OK
+
+
+def cmd_validate(args) -> int:
+    source = Path(args.file)
+    if not source.is_file():
+        raise UsageError(f"no such file: {args.file}")
+    url = db.resolve_url(args.db)
+    lang = normalise_lang(args.lang)
+    with tempfile.TemporaryDirectory(prefix="contact-import-") as tmp, db.transaction(url) as conn:
+        ws = workspaces.get(conn, args.workspace)
+        check = pipeline.check_file(conn, url, ws, args.channel, args.tag_mode, source, Path(tmp), _mapping(args))
+        report_dir = Path(args.report_dir) if args.report_dir else source.parent
+        report = report_dir / f"{source.stem}.errors.csv" if check.errors else None
+        if report:
+            validation.write_report(check.issues, report, lang, limit=config.max_report_errors())
+    payload = {"import_id": None, "status": "valid" if not check.errors else jobs.VALIDATION_FAILED,
+               "encoding": check.encoding, "delimiter": check.delimiter, "rows": check.rows,
+               "errors": len(check.errors), "errors_by_code": validation.count_by_code(check.issues),
+               "error_report": str(report) if report else None, "warnings": check.warnings(),
+               "preview": check.preview}
+    if args.json:
+        _emit(args, payload, "")
+    else:
+        print(f"{source.name}: {check.rows if check.rows is not None else '?'} rows, encoding {check.encoding},"
+              f" delimiter {check.delimiter!r}")
+        for issue in sorted(check.errors, key=lambda i: i.row or 0)[:20]:
+            print(f"  row {issue.row}: {issue.column}: {issue.message(lang)} [{issue.code}]")
+        if check.errors:
+            print(f"{len(check.errors)} errors; report: {report}")
+        else:
+            print(f"valid; preview: {json.dumps(check.preview)}; warnings: {json.dumps(check.warnings())}")
+    return EXIT_OK if not check.errors else EXIT_INVALID
+
+
+def cmd_import(args) -> int:
+    if os.environ.get("AIRFLOW_API_URL"):
+        raise UsageError("imports through the upload API are not available yet; unset AIRFLOW_API_URL")
+    url = db.resolve_url(args.db)
+    import_id = pipeline.create_import(url, workspace=args.workspace, channel=args.channel,
+                                       tag_mode=args.tag_mode, file=args.file, mapping=_mapping(args),
+                                       require_approval=args.require_approval, source="cli")
+    conf = {"workspace": args.workspace, "channel": args.channel, "tag_mode": args.tag_mode,
+            "file": args.file, "import_id": import_id, "require_approval": args.require_approval}
+    log = run_dag_locally(conf, url)
+    with db.transaction(url) as conn:
+        record = jobs.get(conn, import_id)
+        if record["status"] not in jobs.FINISHED:  # the run died without telling the import
+            jobs.set_status(conn, import_id, jobs.FAILED, message=f"the DAG run ended early; log: {log}")
+            record = jobs.get(conn, import_id)
+    summary = jobs.summary(record)
+    summary["log"] = str(log)
+    if args.json:
+        _emit(args, summary, "")
+    else:
+        print(_describe(summary))
+    return IMPORT_EXIT.get(record["status"], EXIT_FAILED)
+
+
+def airflow_env(url: str) -> dict[str, str]:
+    """The environment of a local Airflow using this checkout's DAGs and a SQLite metadata DB."""
+    home = Path(os.environ.get("AIRFLOW_HOME") or config.data_dir() / "airflow")
+    env = dict(os.environ)
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(config.project_root() / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(config.project_root() / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "CDP_DATABASE_URL": url,
+    })
+    return env
+
+
+def run_dag_locally(conf: dict, url: str) -> Path:
+    """One run of DAG contact_import in a child process (dag.test()); returns its log file."""
+    env = airflow_env(url)
+    home = Path(env["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    logs = config.data_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"import-{conf['import_id']}.log"
+    bindir = Path(sys.executable).parent
+    with log.open("w") as out:
+        if not (home / "airflow.db").exists():
+            subprocess.run([str(bindir / "airflow"), "db", "migrate"], env=env, stdout=out, stderr=out, check=True)
+        started = time.monotonic()
+        subprocess.run([sys.executable, str(config.project_root() / "dags" / "contact_import_dag.py"),
+                        json.dumps(conf)], env=env, stdout=out, stderr=out)
+        out.write(f"\n# dag run took {time.monotonic() - started:.1f}s\n")
+    return log
+
+
+def _describe(summary: dict) -> str:
+    lines = [f"import {summary['import_id']}: {summary['status']}"
+             f" ({summary.get('workspace')}/{summary.get('channel')}, {summary.get('rows')} rows,"
+             f" encoding {summary.get('encoding')})"]
+    counts = summary.get("result") or summary.get("preview")
+    if counts:
+        lines.append("  " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if summary.get("warnings"):
+        lines.append(f"  warnings: {json.dumps(summary['warnings'])}")
+    if summary.get("error_report"):
+        lines.append(f"  {summary.get('errors')} errors; report: {summary['error_report']}")
+    if summary.get("message") and summary["status"] != jobs.COMPLETED:
+        lines.append(f"  {summary['message']}")
+    return "\n".join(lines)
+
+
+def cmd_status(args) -> int:
+    with db.transaction(args.db) as conn:
+        if args.import_id:
+            ws_id = workspaces.get(conn, args.workspace).id if args.workspace else None
+            summary = jobs.summary(jobs.get(conn, args.import_id, ws_id))
+            _emit(args, summary, _describe(summary))
+            return EXIT_OK
+        ws_id = workspaces.get(conn, args.workspace).id if args.workspace else None
+        items = [jobs.summary(r) for r in jobs.list_imports(conn, ws_id)]
+    if args.json:
+        _emit(args, {"imports": items}, "")
+    else:
+        for item in items:
+            print(f"{item['import_id']}  {item['created_at'][:19]}  {item['workspace']:<12} {item['channel']:<9}"
+                  f" {item['status']:<18} {item['processed_rows']}/{item['total_rows']}")
+    return EXIT_OK
+
+
+def cmd_cancel(args) -> int:
+    with db.transaction(args.db) as conn:
+        record = jobs.get(conn, args.import_id)
+        if record["status"] in jobs.FINISHED:
+            _emit(args, {"import_id": args.import_id, "status": record["status"]},
+                  f"import {args.import_id} already {record['status']}")
+            return EXIT_INVALID
+        jobs.set_status(conn, args.import_id, jobs.CANCELLED, message="cancelled from the command line")
+    _emit(args, {"import_id": args.import_id, "status": jobs.CANCELLED}, f"import {args.import_id} cancelled")
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    with db.transaction(args.db) as conn:
+        ws = workspaces.get(conn, args.workspace)
+        export.write(export.contacts(conn, ws.id, args.channel), sys.stdout, args.format)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Settings read from the environment (SPEC section 7), in one place."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def project_root() -> Path:
+    """The checkout this package was installed from (editable install), else the cwd."""
+    candidate = PACKAGE_DIR.parents[1]
+    return candidate if (candidate / "pyproject.toml").exists() else Path.cwd()
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("CONTACT_IMPORT_DATA_DIR") or project_root() / ".data")
+
+
+def storage_base() -> str:
+    """Base path or URI for uploaded and intermediate files."""
+    return os.environ.get("CONTACT_IMPORT_STORAGE") or str(data_dir() / "files")
+
+
+def expectations_dir() -> Path:
+    return Path(os.environ.get("CONTACT_IMPORT_EXPECTATIONS") or project_root() / "expectations")
+
+
+def chunk_rows() -> int:
+    return int(os.environ.get("CONTACT_IMPORT_CHUNK_ROWS") or 50_000)
+
+
+def max_upload_mb() -> int:
+    return int(os.environ.get("CONTACT_IMPORT_MAX_UPLOAD_MB") or 100)
+
+
+def max_active_imports() -> int:
+    return int(os.environ.get("CONTACT_IMPORT_MAX_ACTIVE") or 1)
+
+
+def max_report_errors() -> int:
+    return int(os.environ.get("CONTACT_IMPORT_MAX_ERRORS") or 1000)

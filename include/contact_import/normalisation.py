@@ -1,0 +1,221 @@
+"""Cell normalisers for the import file (SPEC section 4).
+
+Each normaliser takes one non-empty, already stripped cell and returns a Result:
+the value to store, or an error code from errors.CODES with its message params.
+The row, column and raw value of the Issue are the caller's to add.
+"""
+from __future__ import annotations
+
+import datetime
+import functools
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+NAME_LIMIT = 255
+EMAIL_LIMIT = 254  # RFC 5321 path limit; email-validator would report it as bad syntax
+TAG_LIMIT = 50
+TEXT_ATTRIBUTE_LIMIT = 1000
+PHONE_CACHE_SIZE = 1 << 16
+
+
+@dataclass(frozen=True)
+class Result:
+    value: object | None  # the normalised value when ok, else None
+    code: str | None = None  # error code from errors.CODES when not ok
+    params: dict = field(default_factory=dict)  # shared by cached phone results: do not mutate
+
+    @property
+    def ok(self) -> bool:
+        return self.code is None
+
+
+def _too_long(limit: int) -> Result:
+    return Result(None, "value_too_long", {"limit": limit})
+
+
+def normalise_name(raw: str) -> Result:
+    return _too_long(NAME_LIMIT) if len(raw) > NAME_LIMIT else Result(raw)
+
+
+def normalise_email(raw: str) -> Result:
+    if len(raw) > EMAIL_LIMIT:
+        return _too_long(EMAIL_LIMIT)
+    try:
+        info = validate_email(raw, check_deliverability=False)
+    except EmailNotValidError:
+        return Result(None, "invalid_email")
+    # The whole address, local part included: contacts are matched on it, and mail
+    # providers treat the local part case-insensitively in practice.
+    return Result(info.normalized.lower())
+
+
+# ---------------------------------------------------------------- phone
+
+# Excel turns long digit strings into floats and shows them like 8.86911E+11; the
+# digits are gone, so this is reported as such rather than as a merely bad number.
+_SCIENTIFIC = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]*)?[eE][+-]?[0-9]+")
+_PHONE_NOISE = str.maketrans("", "", "+ -.()")
+
+
+def normalise_phone(raw: str, default_region: str | None = None) -> Result:
+    return _normalise_phone(raw, default_region, _check_phone_digits)
+
+
+def normalise_phones(values: Iterable[str], default_region: str | None = None) -> list[Result]:
+    """normalise_phone for a whole column, checking each distinct value once."""
+    seen: dict[str, Result] = {}
+    # The column-wide dict already dedupes, so the uncached check avoids the LRU's
+    # bookkeeping and keeps a big column from evicting the single-value cache.
+    check = _check_phone_digits.__wrapped__
+    out = []
+    for raw in values:
+        result = seen.get(raw)
+        if result is None:
+            result = seen[raw] = _normalise_phone(raw, default_region, check)
+        out.append(result)
+    return out
+
+
+def _normalise_phone(raw: str, default_region: str | None, check) -> Result:
+    if _SCIENTIFIC.fullmatch(raw):
+        return Result(None, "phone_scientific_notation")
+    digits = raw.translate(_PHONE_NOISE)
+    # isdigit() alone would also take full-width and other Unicode digits.
+    if not (digits.isascii() and digits.isdigit()):
+        return Result(None, "invalid_phone")
+    # The region only matters for the 0-leading suggestion; leaving it out of the
+    # key otherwise lets every workspace share the cached answers.
+    region = default_region.upper() if default_region and digits[0] == "0" else None
+    return check(digits, region)
+
+
+@functools.lru_cache(maxsize=PHONE_CACHE_SIZE)
+def _check_phone_digits(digits: str, region: str | None) -> Result:
+    if digits[0] == "0":
+        return Result(None, "phone_not_international", {"suggestion": _suggest(digits, region)})
+    if not 8 <= len(digits) <= 15:
+        return Result(None, "invalid_phone")
+    try:
+        number = phonenumbers.parse("+" + digits)
+    except phonenumbers.NumberParseException:  # e.g. no such country code
+        return Result(None, "invalid_phone")
+    if not phonenumbers.is_possible_number(number):
+        return Result(None, "invalid_phone")
+    # Stored in canonical form: "+44 (0)20 ..." keeps a national 0 that parse drops,
+    # and "4402079460958" is not a number a message could be sent to.
+    return Result(f"{number.country_code}{phonenumbers.national_significant_number(number)}")
+
+
+def _suggest(digits: str, region: str | None) -> str:
+    # Digits only, no words, so the same text fits both the English and zh messages.
+    if not region:
+        return ""
+    try:
+        number = phonenumbers.parse(digits, region)
+    except phonenumbers.NumberParseException:  # including an unknown region
+        return ""
+    if not phonenumbers.is_possible_number(number):
+        return ""
+    fixed = f"{number.country_code}{phonenumbers.national_significant_number(number)}"
+    # Never suggest something this module would then reject.
+    checked = _check_phone_digits.__wrapped__(fixed, None)
+    return f" ({checked.value})" if checked.ok else ""
+
+
+# ---------------------------------------------------------------- gender, date, tags
+
+_GENDERS = {
+    "male": "male", "m": "male", "男": "male",
+    "female": "female", "f": "female", "女": "female",
+    "other": "other", "其他": "other",
+}
+
+
+def normalise_gender(raw: str) -> Result:
+    gender = _GENDERS.get(raw.lower())
+    return Result(gender) if gender else Result(None, "invalid_gender")
+
+
+# One separator throughout: "1990-01/05" is more likely a typo than a date.
+_DATE = re.compile(r"([0-9]{4})([-/])([0-9]{1,2})\2([0-9]{1,2})")
+
+
+def _parse_date(raw: str, today: datetime.date | None) -> str | None:
+    match = _DATE.fullmatch(raw)
+    if not match:
+        return None
+    try:
+        date = datetime.date(int(match[1]), int(match[3]), int(match[4]))
+    except ValueError:  # Feb 30, month 13, ...
+        return None
+    if date.year < 1900 or date > (today or datetime.date.today()):
+        return None
+    return date.isoformat()
+
+
+def normalise_date(raw: str, today: datetime.date | None = None) -> Result:
+    iso = _parse_date(raw, today)
+    return Result(iso) if iso else Result(None, "invalid_date")
+
+
+_TAG_SEPARATORS = re.compile("[,，]")
+
+
+def normalise_tags(raw: str) -> Result:
+    tags: dict[str, None] = {}  # an ordered set
+    for piece in _TAG_SEPARATORS.split(raw):
+        tag = piece.strip()
+        if not tag:
+            continue
+        if len(tag) > TAG_LIMIT:
+            return _too_long(TAG_LIMIT)
+        tags.setdefault(tag)
+    return Result(list(tags))
+
+
+# ---------------------------------------------------------------- custom attributes
+
+ATTRIBUTE_TYPES = ("text", "number", "date", "boolean", "select")
+_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+_BOOLEANS = {"true": True, "yes": True, "1": True, "是": True,
+             "false": False, "no": False, "0": False, "否": False}
+
+
+def normalise_attribute(raw: str, type_: str, options: list[str] | None) -> Result:
+    if type_ == "text":
+        if len(raw) > TEXT_ATTRIBUTE_LIMIT:
+            return _too_long(TEXT_ATTRIBUTE_LIMIT)
+        return Result(raw)
+    if type_ == "number":
+        value = _parse_number(raw)
+    elif type_ == "date":
+        value = _parse_date(raw, None)
+    elif type_ == "boolean":
+        value = _BOOLEANS.get(raw.lower())
+    elif type_ == "select":
+        wanted = raw.casefold()
+        value = next((o for o in options or () if o.casefold() == wanted), None)
+    else:  # a workspace misconfiguration, not something the file can fix
+        raise ValueError(f"unknown attribute type {type_!r}")
+    if value is None:
+        listed = f" (one of: {', '.join(options)})" if type_ == "select" and options else ""
+        return Result(None, "invalid_attribute_value", {"type": type_, "options": listed})
+    return Result(value)
+
+
+def _parse_number(raw: str) -> int | float | None:
+    # Plain decimals only: "1,234" is 1234 or 1.234 depending on the locale, and
+    # "1e5", "nan" or "inf" are spreadsheet accidents rather than values.
+    if not _NUMBER.fullmatch(raw):
+        return None
+    number = Decimal(raw)
+    if number == number.to_integral_value():
+        return int(number)
+    as_float = float(number)
+    return as_float if math.isfinite(as_float) else None

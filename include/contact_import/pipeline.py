@@ -1,0 +1,307 @@
+"""The stages of one import (SPEC section 5), as the DAG's tasks and the CLI call them.
+
+Each `task_*` function takes the CDP database URL and the import id, does one stage,
+records its outcome on the imports row and returns small metadata for XCom.
+`check_file` runs the first three stages without any import record (`validate`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import binding, config, db, encoding, jobs, upsert, validation, workspaces
+from .channels import TAG_MODES, get_channel
+from .errors import ERROR, WARNING, ImportFileError, Issue
+from .mapping import ColumnMap, map_columns
+
+UTF8_NAME = "source.utf8.csv"
+NORMALISED_NAME = "normalised.csv"
+REPORT_NAME = "errors.csv"
+
+
+class StageError(Exception):
+    """A stage ended the import (validation failed, cancelled); the message says why."""
+
+
+@dataclass
+class FileCheck:
+    encoding: str | None = None
+    delimiter: str | None = None
+    rows: int | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    issues: list[Issue] = field(default_factory=list)
+    preview: dict[str, int] | None = None
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == ERROR]
+
+    def warnings(self) -> dict[str, int]:
+        return validation.count_by_code(self.issues, WARNING)
+
+
+# ---------------------------------------------------------------- the stages themselves
+def detect(source: Path, work_dir: Path) -> encoding.SourceInfo:
+    return encoding.to_utf8(source, work_dir / UTF8_NAME)
+
+
+def read_header(work_dir: Path) -> list[str]:
+    return list(pd.read_csv(work_dir / UTF8_NAME, dtype=str, nrows=0, encoding="utf-8").columns[1:])
+
+
+def map_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: Path,
+             explicit: dict | None) -> ColumnMap:
+    return map_columns(read_header(work_dir), get_channel(channel_name), workspaces.attributes(conn, ws.id),
+                       explicit)
+
+
+def validate_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: Path,
+                  columns: dict[str, str]) -> list[Issue]:
+    """Normalise, run the GX suite and the binding checks; write normalised.csv when clean."""
+    channel = get_channel(channel_name)
+    raw = pd.read_csv(work_dir / UTF8_NAME, dtype=str, keep_default_na=False, index_col="__row__",
+                      usecols=["__row__", *columns], encoding="utf-8")
+    raw.index = raw.index.astype(int)
+    frame = raw.rename(columns=columns).apply(lambda col: col.str.strip()).replace("", None).astype(object)
+    headers = {target: header for header, target in columns.items()}
+    issues = validation.run_suite(frame, channel, headers)
+    normaliser = validation.Normaliser(channel, workspaces.attributes(conn, ws.id), ws.default_region)
+    normalised, cell_issues = normaliser.normalise(frame, headers)
+    issues += cell_issues
+    issues += binding.check(conn, ws, channel, normalised, headers)
+    if not any(i.severity == ERROR for i in issues):
+        out = normalised.assign(tags=[json.dumps(t, ensure_ascii=False) if t is not None and t != "" else
+                                      ("[]" if t == "" else None) for t in normalised["tags"]])
+        out.to_csv(work_dir / (NORMALISED_NAME + ".tmp"), index=False, encoding="utf-8")
+        (work_dir / (NORMALISED_NAME + ".tmp")).replace(work_dir / NORMALISED_NAME)
+    return issues
+
+
+def preview(url: str, ws: workspaces.Workspace, channel_name: str, tag_mode: str,
+            work_dir: Path) -> tuple[dict[str, int], list[Issue]]:
+    """What the import will do: the import itself, run in a transaction that is rolled back.
+
+    Running the same code is what makes the preview's counts equal the import's.
+    """
+    channel = get_channel(channel_name)
+    warnings: list[Issue] = []
+    conn = db.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (upsert.LOCK_NAMESPACE, ws.id))
+        counts = upsert.run(conn, ws, channel, tag_mode, work_dir / NORMALISED_NAME, config.chunk_rows(),
+                            on_chunk=lambda number, chunk, plan: warnings.extend(plan.warnings), commit=False)
+        return counts | _bind(conn, ws, channel, work_dir), warnings
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def _bind(conn, ws, channel, work_dir) -> dict[str, int]:
+    totals = {"bound": 0, "unbound": 0}
+    for chunk in upsert.read_normalised(work_dir / NORMALISED_NAME, config.chunk_rows()):
+        for key, value in binding.apply(conn, ws, channel, chunk).items():
+            totals[key] += value
+    return totals
+
+
+def check_file(conn, url: str, ws: workspaces.Workspace, channel: str, tag_mode: str, source: Path,
+               work_dir: Path, mapping: dict | None = None) -> FileCheck:
+    """detect -> map -> validate -> preview, writing nothing to the CDP."""
+    check = FileCheck()
+    try:
+        info = detect(source, work_dir)
+    except ImportFileError as exc:
+        check.issues.append(exc.issue)
+        return check
+    check.encoding, check.delimiter, check.rows = info.encoding, info.delimiter, info.rows
+    column_map = map_file(conn, ws, channel, work_dir, mapping)
+    check.columns, check.issues = column_map.columns, list(column_map.issues)
+    if check.errors:
+        return check
+    check.issues += validate_file(conn, ws, channel, work_dir, column_map.columns)
+    if not check.errors:
+        check.preview, warnings = preview(url, ws, channel, tag_mode, work_dir)
+        check.issues += warnings
+    return check
+
+
+# ---------------------------------------------------------------- storage
+def work_dir_for(import_id: str) -> Path:
+    path = Path(config.storage_base()) / "imports" / import_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def store_upload(source: Path, import_id: str) -> tuple[Path, str]:
+    """Copy the file in under a server-chosen name; returns the stored path and its SHA-256."""
+    target = work_dir_for(import_id) / ("upload" + "".join(source.suffixes[-1:]).lower()[:8])
+    digest = hashlib.sha256()
+    with source.open("rb") as src, target.open("wb") as dst:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            digest.update(block)
+            dst.write(block)
+    return target, digest.hexdigest()
+
+
+def create_import(url: str, *, workspace: str, channel: str, tag_mode: str, file: str,
+                  mapping: dict | None = None, require_approval: bool = False, source: str = "cli",
+                  import_id: str | None = None, dag_run_id: str | None = None) -> str:
+    """Store the file and record the import as waiting; raises ValueError / LookupError on bad input."""
+    get_channel(channel)
+    if tag_mode not in TAG_MODES:
+        raise ValueError(f"tag mode must be one of {', '.join(TAG_MODES)}")
+    path = Path(file)
+    if not path.is_file():
+        raise ValueError(f"no such file: {file}")
+    import_id = import_id or str(uuid.uuid4())
+    with db.transaction(url) as conn:
+        ws = workspaces.get(conn, workspace)
+        stored, sha = store_upload(path, import_id)
+        jobs.create(conn, workspace_id=ws.id, channel=channel, tag_mode=tag_mode, file_uri=str(stored),
+                    file_name=path.name, source=source, mapping=mapping, require_approval=require_approval,
+                    import_id=import_id, dag_run_id=dag_run_id)
+        jobs.update(conn, import_id, file_sha256=sha, work_dir=str(stored.parent))
+    return import_id
+
+
+# ---------------------------------------------------------------- DAG tasks
+def _load(conn, import_id: str) -> tuple[dict[str, Any], workspaces.Workspace, Path]:
+    record = jobs.get(conn, import_id)
+    ws = workspaces.get(conn, record["workspace"])
+    return record, ws, Path(record["work_dir"])
+
+
+def task_detect_encoding(url: str, import_id: str) -> dict[str, Any]:
+    with db.transaction(url) as conn:
+        record, ws, work_dir = _load(conn, import_id)
+        if record["status"] in jobs.FINISHED:
+            raise StageError(f"import {import_id} is already {record['status']}")
+        jobs.set_status(conn, import_id, jobs.VALIDATING)
+    try:
+        info = detect(Path(record["file_uri"]), work_dir)
+    except ImportFileError as exc:
+        _reject(url, import_id, work_dir, [exc.issue])
+    with db.transaction(url) as conn:
+        jobs.update(conn, import_id, encoding=info.encoding, delimiter=info.delimiter, total_rows=info.rows)
+    return {"import_id": import_id, "encoding": info.encoding, "delimiter": info.delimiter, "rows": info.rows}
+
+
+def task_map_columns(url: str, import_id: str) -> dict[str, Any]:
+    with db.transaction(url) as conn:
+        record, ws, work_dir = _load(conn, import_id)
+        column_map = map_file(conn, ws, record["channel"], work_dir, record["mapping"])
+    if column_map.issues:
+        _reject(url, import_id, work_dir, column_map.issues)
+    (work_dir / "columns.json").write_text(json.dumps(column_map.columns, ensure_ascii=False), encoding="utf-8")
+    return {"import_id": import_id, "columns": len(column_map.columns)}
+
+
+def task_validate(url: str, import_id: str) -> dict[str, Any]:
+    with db.transaction(url) as conn:
+        record, ws, work_dir = _load(conn, import_id)
+        columns = json.loads((work_dir / "columns.json").read_text(encoding="utf-8"))
+        issues = validate_file(conn, ws, record["channel"], work_dir, columns)
+    if any(i.severity == ERROR for i in issues):
+        _reject(url, import_id, work_dir, issues)
+    counts, warnings = preview(url, ws, record["channel"], record["tag_mode"], work_dir)
+    with db.transaction(url) as conn:
+        jobs.update(conn, import_id, preview=counts, warnings=validation.count_by_code(warnings, WARNING))
+    return {"import_id": import_id, "valid": True, "preview": counts}
+
+
+def task_upsert_contacts(url: str, import_id: str) -> dict[str, Any]:
+    conn = db.connect(url)
+    try:
+        record, ws, work_dir = _load(conn, import_id)
+        if record["status"] == jobs.CANCELLED:
+            raise StageError(f"import {import_id} was cancelled")
+        jobs.set_status(conn, import_id, jobs.IMPORTING)
+        conn.commit()
+        done = record["result"] or {}
+
+        def checkpoint(number, chunk, plan):
+            totals = {k: done.get(k, 0) + plan.counts.get(k, 0) for k in upsert.COUNTS}
+            done.update(totals)
+            with conn.cursor() as cur:
+                cur.execute("UPDATE cdp.imports SET last_chunk = %s, processed_rows = processed_rows + %s,"
+                            " result = %s, updated_at = now() WHERE id = %s",
+                            (number, len(chunk), json.dumps(done), import_id))
+
+        def cancelled() -> bool:
+            with conn.cursor() as cur:
+                cur.execute("SELECT status FROM cdp.imports WHERE id = %s", (import_id,))
+                return cur.fetchone()[0] == jobs.CANCELLED
+
+        channel = get_channel(record["channel"])
+        upserter = upsert.Upserter(conn, ws, channel, record["tag_mode"])
+        upserter.lock_workspace()
+        try:
+            upsert.run(conn, ws, channel, record["tag_mode"], work_dir / NORMALISED_NAME, config.chunk_rows(),
+                       start_after_chunk=record["last_chunk"], on_chunk=checkpoint, should_stop=cancelled)
+        except upsert.Cancelled:
+            raise StageError(f"import {import_id} was cancelled") from None
+        finally:
+            conn.rollback()
+            upserter.unlock_workspace()
+            conn.commit()
+        record = jobs.get(conn, import_id)
+        return {"import_id": import_id, "processed_rows": record["processed_rows"]}
+    finally:
+        conn.close()
+
+
+def task_bind_teammates(url: str, import_id: str) -> dict[str, Any]:
+    with db.transaction(url) as conn:
+        record, ws, work_dir = _load(conn, import_id)
+        counts = _bind(conn, ws, get_channel(record["channel"]), work_dir)
+        jobs.update(conn, import_id, result={**(record["result"] or {}), **counts})
+    return {"import_id": import_id, **counts}
+
+
+def task_finalize(url: str, import_id: str) -> dict[str, Any]:
+    with db.transaction(url) as conn:
+        record = jobs.get(conn, import_id)
+        result = {key: (record["result"] or {}).get(key, 0) for key in jobs.COUNT_KEYS}
+        jobs.set_status(conn, import_id, jobs.COMPLETED, result=result)
+    return {"import_id": import_id, "status": jobs.COMPLETED, **result}
+
+
+def task_failed(url: str, import_id: str, message: str) -> None:
+    """Record a crash as `failed`, unless the import already ended another way."""
+    with db.transaction(url) as conn:
+        record = jobs.get(conn, import_id)
+        if record["status"] not in jobs.FINISHED:
+            jobs.set_status(conn, import_id, jobs.FAILED, message=message[:2000])
+
+
+def _reject(url: str, import_id: str, work_dir: Path, issues: list[Issue]) -> None:
+    report = work_dir / REPORT_NAME
+    validation.write_report(issues, report, limit=config.max_report_errors())
+    errors = [i for i in issues if i.severity == ERROR]
+    with db.transaction(url) as conn:
+        jobs.set_status(conn, import_id, jobs.VALIDATION_FAILED, errors=len(errors), error_report=str(report),
+                        warnings=validation.count_by_code(issues, WARNING),
+                        message=json.dumps(validation.count_by_code(issues)))
+    raise StageError(f"validation failed: {len(errors)} errors {validation.count_by_code(issues)}; "
+                     f"report: {report}")
+
+
+def import_exists(url: str, import_id: str) -> bool:
+    with db.transaction(url) as conn:
+        try:
+            jobs.get(conn, import_id)
+            return True
+        except jobs.ImportNotFound:
+            return False
+
+
+def record_run(url: str, import_id: str, dag_run_id: str) -> None:
+    with db.transaction(url) as conn:
+        jobs.update(conn, import_id, dag_run_id=dag_run_id)

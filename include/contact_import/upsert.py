@@ -1,0 +1,257 @@
+"""upsert_contacts: resolve each row's customer in file order, then write set-based.
+
+Per chunk: three bulk reads (the chunk's existing contacts with their tags; the
+customers they or the chunk's emails/phones point at), one pass in Python that
+applies SPEC section 2's matching rules row by row in file order, then COPY into
+temporary tables and a handful of set-based statements. The chunk's writes and its
+checkpoint (imports.last_chunk, processed_rows, result) commit in one transaction,
+so a retried task continues after the last committed chunk.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import pandas as pd
+
+from .channels import Channel
+from .errors import Issue
+from .workspaces import Workspace
+
+PROFILE = ("name", "email", "phone", "gender", "birthday")
+COUNTS = ("created", "updated", "unchanged", "customers_created", "tags_added", "tags_removed")
+LOCK_NAMESPACE = 74_616  # pg_advisory_lock(namespace, workspace_id): one import per workspace at a time
+
+
+class Cancelled(Exception):
+    """The import was cancelled between two chunks."""
+
+
+def copy_rows(cur, table: str, rows: Iterable[tuple]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for row in rows:
+        writer.writerow(["\\N" if v is None else v for v in row])
+    buffer.seek(0)
+    cur.copy_expert(f"COPY {table} FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
+
+
+@dataclass
+class ChunkPlan:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    new_customers: dict[int, dict] = field(default_factory=dict)
+    changed_customers: dict[int, dict] = field(default_factory=dict)
+    new_contacts: list[tuple[str, int]] = field(default_factory=list)
+    tag_changes: list[tuple[str, str, str]] = field(default_factory=list)  # user_id, tag, add|remove
+    warnings: list[Issue] = field(default_factory=list)
+
+
+class Upserter:
+    def __init__(self, conn, ws: Workspace, channel: Channel, tag_mode: str):
+        self.conn, self.ws, self.channel, self.tag_mode = conn, ws, channel, tag_mode
+        self._first_row_of_customer: dict[int, int] = {}
+        self._next_placeholder = -1
+
+    def lock_workspace(self) -> None:
+        """Held for the session: two imports into one workspace never interleave chunks."""
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, self.ws.id))
+
+    def unlock_workspace(self) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, self.ws.id))
+
+    # ------------------------------------------------------------------ read + plan
+    def plan(self, chunk: pd.DataFrame) -> ChunkPlan:
+        rows = chunk.to_dict("records")
+        with self.conn.cursor() as cur:
+            contacts = self._existing_contacts(cur, [r["user_id"] for r in rows])
+            emails = {r["email"] for r in rows if r["email"]}
+            phones = {r["phone"] for r in rows if r["phone"]}
+            cur.execute("""SELECT email, min(id) FROM cdp.customers WHERE workspace_id = %s AND email = ANY(%s)
+                           GROUP BY email""", (self.ws.id, list(emails)))
+            by_email = dict(cur.fetchall())
+            cur.execute("""SELECT phone, min(id) FROM cdp.customers WHERE workspace_id = %s AND phone = ANY(%s)
+                           GROUP BY phone""", (self.ws.id, list(phones)))
+            by_phone = dict(cur.fetchall())
+            ids = {c[1] for c in contacts.values()} | set(by_email.values()) | set(by_phone.values())
+            cur.execute("""SELECT id, name, email, phone, gender, to_char(birthday, 'YYYY-MM-DD'), attributes
+                           FROM cdp.customers WHERE workspace_id = %s AND id = ANY(%s)""",
+                        (self.ws.id, list(ids)))
+            customers = {r[0]: dict(zip(("name", "email", "phone", "gender", "birthday", "attributes"), r[1:]))
+                         for r in cur.fetchall()}
+        return self._resolve(rows, contacts, by_email, by_phone, customers)
+
+    def _existing_contacts(self, cur, user_ids: list[str]) -> dict[str, tuple[int, int, set[str]]]:
+        cur.execute("""SELECT c.channel_user_id, c.id, c.customer_id,
+                              coalesce(array_agg(t.name) FILTER (WHERE t.name IS NOT NULL), '{}')
+                       FROM cdp.contacts c
+                       LEFT JOIN cdp.contact_tags ct ON ct.contact_id = c.id
+                       LEFT JOIN cdp.tags t ON t.id = ct.tag_id
+                       WHERE c.workspace_id = %s AND c.channel = %s AND c.channel_user_id = ANY(%s)
+                       GROUP BY c.id""", (self.ws.id, self.channel.name, user_ids))
+        return {uid: (cid, cust, set(tags)) for uid, cid, cust, tags in cur.fetchall()}
+
+    def _resolve(self, rows, contacts, by_email, by_phone, customers) -> ChunkPlan:
+        plan = ChunkPlan()
+        for r in rows:
+            existing = contacts.get(r["user_id"])
+            email_match = by_email.get(r["email"]) if r["email"] else None
+            phone_match = by_phone.get(r["phone"]) if r["phone"] else None
+            if existing:
+                customer_id = existing[1]
+                for via, match in (("email", email_match), ("phone", phone_match)):
+                    if match is not None and match != customer_id:
+                        plan.warnings.append(Issue("identity_conflict", r["row"], via, r[via], {"via": via}))
+                        break
+            else:
+                customer_id = email_match or phone_match
+                if customer_id is None:
+                    customer_id = self._next_placeholder
+                    self._next_placeholder -= 1
+                    customers[customer_id] = {"attributes": {}}
+                    plan.new_customers[customer_id] = customers[customer_id]
+                    plan.counts["customers_created"] += 1
+            first = self._first_row_of_customer.setdefault(customer_id, r["row"])
+            if first != r["row"]:
+                via = "email" if r["email"] and by_email.get(r["email"]) == customer_id else "phone"
+                plan.warnings.append(Issue("profile_shared", r["row"], via, r.get(via) or "",
+                                           {"other_row": first, "via": via}))
+            changed = self._apply_profile(customers[customer_id], r)
+            if changed and customer_id not in plan.new_customers:
+                plan.changed_customers[customer_id] = customers[customer_id]
+            for key, index in (("email", by_email), ("phone", by_phone)):
+                if r[key]:
+                    index.setdefault(r[key], customer_id)
+            current = existing[2] if existing else set()
+            wanted = self._wanted_tags(current, r["tags"])
+            added, removed = wanted - current, current - wanted
+            plan.tag_changes += [(r["user_id"], t, "add") for t in sorted(added)]
+            plan.tag_changes += [(r["user_id"], t, "remove") for t in sorted(removed)]
+            plan.counts["tags_added"] += len(added)
+            plan.counts["tags_removed"] += len(removed)
+            if existing is None:
+                plan.new_contacts.append((r["user_id"], customer_id))
+                contacts[r["user_id"]] = (None, customer_id, wanted)
+                plan.counts["created"] += 1
+            elif changed or added or removed:
+                plan.counts["updated"] += 1
+            else:
+                plan.counts["unchanged"] += 1
+        return plan
+
+    @staticmethod
+    def _apply_profile(customer: dict, row: dict) -> bool:
+        """Empty cells change nothing; a later row of the file overwrites an earlier one."""
+        changed = False
+        for key in PROFILE:
+            if row[key] is not None and customer.get(key) != row[key]:
+                customer[key] = row[key]
+                changed = True
+        if row["attributes"]:
+            merged = {**(customer.get("attributes") or {}), **row["attributes"]}
+            if merged != customer.get("attributes"):
+                customer["attributes"] = merged
+                changed = True
+        return changed
+
+    def _wanted_tags(self, current: set[str], tags: list[str] | None) -> set[str]:
+        if self.tag_mode == "overwrite":
+            return set(tags or ())
+        return current | set(tags or ())
+
+    # ------------------------------------------------------------------ write
+    def write(self, plan: ChunkPlan) -> None:
+        with self.conn.cursor() as cur:
+            self._create_stage_tables(cur)
+            if plan.new_customers:
+                cur.execute("SELECT nextval('cdp.customers_id_seq') FROM generate_series(1, %s)",
+                            (len(plan.new_customers),))
+                real_ids = dict(zip(plan.new_customers, (i for (i,) in cur.fetchall())))
+            else:
+                real_ids = {}
+            rows = [(real_ids.get(cid, cid), cid in real_ids, c.get("name"), c.get("email"), c.get("phone"),
+                     c.get("gender"), c.get("birthday"), json.dumps(c.get("attributes") or {}, ensure_ascii=False))
+                    for cid, c in {**plan.changed_customers, **plan.new_customers}.items()]
+            if rows:
+                copy_rows(cur, "stage_customers", rows)
+                cur.execute("""INSERT INTO cdp.customers (id, workspace_id, name, email, phone, gender, birthday,
+                                   attributes)
+                               SELECT id, %s, name, email, phone, gender, birthday, attributes
+                               FROM stage_customers WHERE is_new""", (self.ws.id,))
+                cur.execute("""UPDATE cdp.customers c SET name = s.name, email = s.email, phone = s.phone,
+                                   gender = s.gender, birthday = s.birthday, attributes = s.attributes,
+                                   updated_at = now()
+                               FROM stage_customers s WHERE NOT s.is_new AND c.id = s.id
+                                 AND c.workspace_id = %s""", (self.ws.id,))
+            if plan.new_contacts:
+                copy_rows(cur, "stage_contacts", ((uid, real_ids.get(cid, cid)) for uid, cid in plan.new_contacts))
+                cur.execute("""INSERT INTO cdp.contacts (workspace_id, channel, channel_user_id, customer_id)
+                               SELECT %s, %s, user_id, customer_id FROM stage_contacts""",
+                            (self.ws.id, self.channel.name))
+            if plan.tag_changes:
+                copy_rows(cur, "stage_tags", plan.tag_changes)
+                cur.execute("""INSERT INTO cdp.tags (workspace_id, name)
+                               SELECT DISTINCT %s, tag FROM stage_tags WHERE op = 'add'
+                               ON CONFLICT (workspace_id, name) DO NOTHING""", (self.ws.id,))
+                cur.execute("""INSERT INTO cdp.contact_tags (contact_id, tag_id)
+                               SELECT c.id, t.id FROM stage_tags s
+                               JOIN cdp.contacts c ON c.workspace_id = %(ws)s AND c.channel = %(ch)s
+                                                  AND c.channel_user_id = s.user_id
+                               JOIN cdp.tags t ON t.workspace_id = %(ws)s AND t.name = s.tag
+                               WHERE s.op = 'add' ON CONFLICT DO NOTHING""",
+                            {"ws": self.ws.id, "ch": self.channel.name})
+                cur.execute("""DELETE FROM cdp.contact_tags ct USING stage_tags s, cdp.contacts c, cdp.tags t
+                               WHERE s.op = 'remove' AND c.workspace_id = %(ws)s AND c.channel = %(ch)s
+                                 AND c.channel_user_id = s.user_id AND t.workspace_id = %(ws)s
+                                 AND t.name = s.tag AND ct.contact_id = c.id AND ct.tag_id = t.id""",
+                            {"ws": self.ws.id, "ch": self.channel.name})
+        self._first_row_of_customer.update(
+            {real_ids[k]: v for k, v in self._first_row_of_customer.items() if k in real_ids})
+
+    @staticmethod
+    def _create_stage_tables(cur) -> None:
+        cur.execute("""CREATE TEMP TABLE IF NOT EXISTS stage_customers (id bigint, is_new boolean, name text,
+                           email text, phone text, gender text, birthday date, attributes jsonb)
+                           ON COMMIT DELETE ROWS;
+                       CREATE TEMP TABLE IF NOT EXISTS stage_contacts (user_id text, customer_id bigint)
+                           ON COMMIT DELETE ROWS;
+                       CREATE TEMP TABLE IF NOT EXISTS stage_tags (user_id text, tag text, op text)
+                           ON COMMIT DELETE ROWS;
+                       TRUNCATE stage_customers, stage_contacts, stage_tags;""")
+
+
+def read_normalised(path, chunk_rows: int) -> Iterable[pd.DataFrame]:
+    """The validated file, chunk by chunk, with JSON columns decoded and empty cells as None."""
+    reader = pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_rows, encoding="utf-8")
+    for chunk in reader:
+        chunk = chunk.astype(object).where(chunk != "", None)
+        chunk["row"] = chunk["row"].astype(int)
+        chunk["tags"] = [json.loads(v) if v is not None else None for v in chunk["tags"]]
+        chunk["attributes"] = [json.loads(v) if v is not None else None for v in chunk["attributes"]]
+        yield chunk
+
+
+def run(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_rows: int, *,
+        start_after_chunk: int = -1, on_chunk: Callable[[int, pd.DataFrame, ChunkPlan], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False, commit: bool = True) -> dict[str, int]:
+    """Upsert the normalised file. With commit=False nothing is committed (the preview)."""
+    totals = dict.fromkeys(COUNTS, 0)
+    upserter = Upserter(conn, ws, channel, tag_mode)
+    for number, chunk in enumerate(read_normalised(path, chunk_rows)):
+        if number <= start_after_chunk:
+            continue
+        if should_stop():
+            raise Cancelled()
+        plan = upserter.plan(chunk)
+        upserter.write(plan)
+        for key in COUNTS:
+            totals[key] += plan.counts[key]
+        if on_chunk:
+            on_chunk(number, chunk, plan)
+        if commit:
+            conn.commit()
+    return totals

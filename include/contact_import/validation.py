@@ -1,0 +1,189 @@
+"""validate: Great Expectations suites plus the cell normalisers, one report.
+
+The suite for a channel lives in expectations/<channel>.json as data; each
+expectation's meta.code names the error code its failures get in the report.
+The normalisers (normalisation.py) check and convert every cell; their errors and
+the suite's land in one list of Issues, sorted by row.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import logging
+import os
+from pathlib import Path
+from string import Template
+
+import pandas as pd
+
+from . import config, normalisation
+from .channels import Channel
+from .errors import ERROR, Issue
+from .mapping import ATTRIBUTE_PREFIX, USER_ID
+from .workspaces import Attribute
+
+REPORT_COLUMNS = ("row", "column", "value", "code", "message")
+NORMALISED_COLUMNS = ("row", "user_id", "name", "email", "phone", "gender", "birthday", "tags",
+                      "attributes", "binding_teammate", "store_code")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def load_suite_spec(channel: Channel) -> dict:
+    text = (config.expectations_dir() / f"{channel.name}.json").read_text(encoding="utf-8")
+    return json.loads(Template(text).safe_substitute(user_id_pattern=channel.user_id_pattern.replace("\\", "\\\\")))
+
+
+@functools.lru_cache(maxsize=None)
+def _validation_definition(channel_name: str, suite_json: str):
+    """Build the GX objects once per process: creating a context costs seconds."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    spec = json.loads(suite_json)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    suite = context.suites.add(gx.ExpectationSuite(name=spec["name"], expectations=spec["expectations"]))
+    batch = (context.data_sources.add_pandas(f"{channel_name}_file")
+             .add_dataframe_asset("rows").add_batch_definition_whole_dataframe("whole_file"))
+    return context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{channel_name}_validation", data=batch, suite=suite))
+
+
+def run_suite(frame: pd.DataFrame, channel: Channel, headers: dict[str, str]) -> list[Issue]:
+    """Run the channel's suite on the mapped frame (index = file line, None = empty cell).
+
+    headers: field -> the file's header, which the report names.
+    """
+    spec = load_suite_spec(channel)
+    definition = _validation_definition(channel.name, json.dumps(spec, sort_keys=True))
+    columns = {e["kwargs"]["column"] for e in spec["expectations"]}
+    for column in columns - set(frame.columns):
+        frame = frame.assign(**{column: None})
+    batch = frame[sorted(columns)]
+    batch.index.name = None  # a named index makes GX report rows as {name: row} dicts
+    result = definition.run(batch_parameters={"dataframe": batch},
+                            result_format={"result_format": "COMPLETE"})
+    issues: list[Issue] = []
+    for outcome in result.results:
+        if outcome.success:
+            continue
+        meta = outcome.expectation_config.meta or {}
+        field_name = outcome.expectation_config.kwargs["column"]
+        code, column = meta["code"], headers.get(field_name, field_name)
+        rows = outcome.result.get("unexpected_index_list") or []
+        values = outcome.result.get("unexpected_list") or []
+        if code == "duplicate_user_id":
+            issues.extend(_duplicates(rows, values, column))
+            continue
+        issues.extend(Issue(code, int(row), column, "" if value is None else str(value),
+                            {"channel": channel.label, **meta.get("params", {})})
+                      for row, value in zip(rows, values))
+    return issues
+
+
+def _duplicates(rows, values, column) -> list[Issue]:
+    """GX flags every copy; the report flags the later ones and names the first."""
+    first: dict[str, int] = {}
+    issues = []
+    for row, value in sorted(zip(map(int, rows), values)):
+        if value in first:
+            issues.append(Issue("duplicate_user_id", row, column, value, {"first_row": first[value]}))
+        else:
+            first[value] = row
+    return issues
+
+
+class Normaliser:
+    """Checks and converts the mapped cells of one file, column by column."""
+
+    def __init__(self, channel: Channel, attributes: list[Attribute], default_region: str | None):
+        self.channel = channel
+        self.attributes = {ATTRIBUTE_PREFIX + a.key: a for a in attributes}
+        self.default_region = default_region
+
+    def normalise(self, frame: pd.DataFrame, headers: dict[str, str]) -> tuple[pd.DataFrame, list[Issue]]:
+        """frame: mapped columns (field names), index = file line; headers: field -> file header."""
+        issues: list[Issue] = []
+        out = pd.DataFrame(index=frame.index)
+        out["row"] = frame.index
+        out["user_id"] = frame[USER_ID] if USER_ID in frame else None
+        simple = {"name": normalisation.normalise_name, "email": normalisation.normalise_email,
+                  "gender": normalisation.normalise_gender, "birthday": normalisation.normalise_date,
+                  "tags": normalisation.normalise_tags}
+        for fname, func in simple.items():
+            if fname in frame:
+                out[fname] = self._column(frame[fname], headers[fname], func, issues,
+                                          keep_empty_as="" if fname == "tags" else None)
+        if "phone" in frame:
+            column = frame["phone"]
+            present = column.notna()
+            results = normalisation.normalise_phones(column[present].tolist(), self.default_region)
+            out["phone"] = self._collect(column[present], results, headers["phone"], issues)
+        attrs = {}
+        for target, attr in self.attributes.items():
+            if target in frame:
+                func = functools.partial(normalisation.normalise_attribute, type_=attr.type,
+                                         options=list(attr.options or ()))
+                attrs[attr.key] = self._column(frame[target], headers[target], func, issues,
+                                               params={"column": headers[target]})
+        out["attributes"] = (pd.DataFrame(attrs, index=frame.index).apply(_attribute_json, axis=1)
+                             if attrs else None)
+        for fname in ("binding_teammate", "store_code"):
+            out[fname] = frame[fname] if fname in frame else None
+        for fname in NORMALISED_COLUMNS:
+            if fname not in out:
+                out[fname] = None
+        return out[list(NORMALISED_COLUMNS)], issues
+
+    def _column(self, column: pd.Series, header: str, func, issues, keep_empty_as=None, params=None):
+        present = column.notna()
+        results = [func(v) for v in column[present]]
+        values = self._collect(column[present], results, header, issues, params)
+        return values.reindex(column.index, fill_value=keep_empty_as)
+
+    @staticmethod
+    def _collect(raw: pd.Series, results, header, issues, params=None) -> pd.Series:
+        values = []
+        for row, value, result in zip(raw.index, raw, results):
+            if result.ok:
+                values.append(result.value)
+            else:
+                issues.append(Issue(result.code, int(row), header, value, {**result.params, **(params or {})}))
+                values.append(None)
+        return pd.Series(values, index=raw.index, dtype=object)
+
+
+def _attribute_json(row: pd.Series) -> str | None:
+    values = {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and pd.isna(v))}
+    return json.dumps(values, ensure_ascii=False) if values else None
+
+
+def neutralise(value) -> str:
+    """Spreadsheet formula injection: a cell starting with = + - @ is shown as text."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+def write_report(issues: list[Issue], path: Path, lang: str = "en", limit: int | None = None) -> None:
+    """The error report CSV: row,column,value,code,message, sorted by row."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(issues, key=lambda i: (i.row or 0, i.column, i.code))
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8-sig", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(REPORT_COLUMNS)
+        for issue in ordered[:limit]:
+            writer.writerow([issue.row or "", neutralise(issue.column), neutralise(issue.value),
+                             issue.code, neutralise(issue.message(lang))])
+    os.replace(tmp, path)
+
+
+def count_by_code(issues: list[Issue], severity: str = ERROR) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for issue in issues:
+        if issue.severity == severity:
+            counts[issue.code] = counts.get(issue.code, 0) + 1
+    return dict(sorted(counts.items()))

@@ -1,0 +1,159 @@
+"""`contact-import workspace apply`: a workspace with its stores, teammates and attributes.
+
+Applying the same file twice changes nothing; applying an edited file brings the
+workspace to exactly what the file says (stores, teammates' stores and attributes
+that the file no longer names are removed; teammates are deactivated, not deleted,
+so their history stays).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROLES = ("admin", "agent", "sales_rep", "sales_manager")
+ATTRIBUTE_TYPES = ("text", "number", "date", "boolean", "select")
+
+
+class WorkspaceFileError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Workspace:
+    id: int
+    slug: str
+    name: str
+    omo_enabled: bool
+    default_region: str | None
+
+
+@dataclass(frozen=True)
+class Attribute:
+    key: str
+    label: str
+    type: str
+    options: tuple[str, ...] | None
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    try:
+        spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise WorkspaceFileError(f"{path}: {exc}") from None
+    _check(spec, str(path))
+    return spec
+
+
+def _check(spec: Any, where: str) -> None:
+    if not isinstance(spec, dict) or not spec.get("workspace"):
+        raise WorkspaceFileError(f"{where}: needs a 'workspace' slug")
+    region = spec.get("default_region")
+    if region is not None and (not isinstance(region, str) or len(region) != 2):
+        raise WorkspaceFileError(f"{where}: default_region must be a two-letter country code")
+    store_codes = {str(s.get("code")) for s in spec.get("stores") or []}
+    for t in spec.get("teammates") or []:
+        if not t.get("email") or t.get("role") not in ROLES:
+            raise WorkspaceFileError(f"{where}: teammate {t!r} needs an email and a role in {ROLES}")
+        missing = set(map(str, t.get("stores") or [])) - store_codes
+        if missing:
+            raise WorkspaceFileError(f"{where}: teammate {t['email']} names unknown stores {sorted(missing)}")
+    for a in spec.get("attributes") or []:
+        if not a.get("key") or a.get("type") not in ATTRIBUTE_TYPES:
+            raise WorkspaceFileError(f"{where}: attribute {a!r} needs a key and a type in {ATTRIBUTE_TYPES}")
+        if a["type"] == "select" and not a.get("options"):
+            raise WorkspaceFileError(f"{where}: select attribute {a['key']} needs options")
+
+
+def apply(conn, spec: dict[str, Any]) -> Workspace:
+    """Create or update the workspace described by `spec` (in the caller's transaction)."""
+    _check(spec, spec.get("workspace", "workspace"))
+    with conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO cdp.workspaces (slug, name, omo_enabled, default_region)
+               VALUES (%s, %s, %s, %s)
+               ON CONFLICT (slug) DO UPDATE SET name = EXCLUDED.name,
+                   omo_enabled = EXCLUDED.omo_enabled, default_region = EXCLUDED.default_region,
+                   updated_at = now()
+               WHERE (cdp.workspaces.name, cdp.workspaces.omo_enabled, cdp.workspaces.default_region)
+                     IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.omo_enabled, EXCLUDED.default_region)""",
+            (spec["workspace"], spec.get("name") or spec["workspace"], bool(spec.get("omo")),
+             (spec.get("default_region") or None) and spec["default_region"].upper()),
+        )
+        ws = get(conn, spec["workspace"])
+        stores = spec.get("stores") or []
+        cur.execute(
+            """INSERT INTO cdp.stores (workspace_id, code, name)
+               SELECT %s, s->>'code', s->>'name' FROM jsonb_array_elements(%s::jsonb) s
+               ON CONFLICT (workspace_id, code) DO UPDATE SET name = EXCLUDED.name
+               WHERE cdp.stores.name IS DISTINCT FROM EXCLUDED.name""",
+            (ws.id, json.dumps([{"code": str(s["code"]), "name": str(s.get("name") or s["code"])} for s in stores])),
+        )
+        cur.execute("DELETE FROM cdp.stores WHERE workspace_id = %s AND NOT code = ANY(%s)",
+                    (ws.id, [str(s["code"]) for s in stores]))
+        teammates = spec.get("teammates") or []
+        cur.execute(
+            """INSERT INTO cdp.teammates (workspace_id, email, name, role, active)
+               SELECT %s, t->>'email', t->>'name', t->>'role', (t->>'active')::boolean
+               FROM jsonb_array_elements(%s::jsonb) t
+               ON CONFLICT (workspace_id, lower(email)) DO UPDATE SET email = EXCLUDED.email,
+                   name = EXCLUDED.name, role = EXCLUDED.role, active = EXCLUDED.active
+               WHERE (cdp.teammates.email, cdp.teammates.name, cdp.teammates.role, cdp.teammates.active)
+                     IS DISTINCT FROM (EXCLUDED.email, EXCLUDED.name, EXCLUDED.role, EXCLUDED.active)""",
+            (ws.id, json.dumps([{"email": t["email"], "name": t.get("name"), "role": t["role"],
+                                  "active": bool(t.get("active", True))} for t in teammates])),
+        )
+        cur.execute("UPDATE cdp.teammates SET active = false WHERE workspace_id = %s AND active"
+                    " AND NOT lower(email) = ANY(%s)", (ws.id, [t["email"].lower() for t in teammates]))
+        links = [{"email": t["email"].lower(), "store": str(code)}
+                 for t in teammates for code in t.get("stores") or []]
+        cur.execute(
+            """WITH wanted AS (
+                   SELECT tm.id AS teammate_id, st.id AS store_id
+                   FROM jsonb_array_elements(%(links)s::jsonb) l
+                   JOIN cdp.teammates tm ON tm.workspace_id = %(ws)s AND lower(tm.email) = l->>'email'
+                   JOIN cdp.stores st ON st.workspace_id = %(ws)s AND st.code = l->>'store'),
+               removed AS (
+                   DELETE FROM cdp.teammate_stores ts USING cdp.teammates tm
+                   WHERE ts.teammate_id = tm.id AND tm.workspace_id = %(ws)s
+                     AND (ts.teammate_id, ts.store_id) NOT IN (SELECT teammate_id, store_id FROM wanted))
+               INSERT INTO cdp.teammate_stores SELECT * FROM wanted ON CONFLICT DO NOTHING""",
+            {"ws": ws.id, "links": json.dumps(links)},
+        )
+        attributes = spec.get("attributes") or []
+        cur.execute(
+            """INSERT INTO cdp.attribute_definitions (workspace_id, key, label, type, options)
+               SELECT %s, a->>'key', a->>'label', a->>'type', a->'options'
+               FROM jsonb_array_elements(%s::jsonb) a
+               ON CONFLICT (workspace_id, key) DO UPDATE SET label = EXCLUDED.label,
+                   type = EXCLUDED.type, options = EXCLUDED.options
+               WHERE (cdp.attribute_definitions.label, cdp.attribute_definitions.type,
+                      cdp.attribute_definitions.options)
+                     IS DISTINCT FROM (EXCLUDED.label, EXCLUDED.type, EXCLUDED.options)""",
+            (ws.id, json.dumps([{"key": a["key"], "label": a.get("label") or a["key"], "type": a["type"],
+                                  "options": [str(o) for o in a["options"]] if a.get("options") else None}
+                                 for a in attributes])),
+        )
+        cur.execute("DELETE FROM cdp.attribute_definitions WHERE workspace_id = %s AND NOT key = ANY(%s)",
+                    (ws.id, [a["key"] for a in attributes]))
+    return ws
+
+
+def get(conn, slug: str) -> Workspace:
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, slug, name, omo_enabled, default_region FROM cdp.workspaces WHERE slug = %s",
+                    (slug,))
+        row = cur.fetchone()
+    if row is None:
+        raise LookupError(f"no workspace {slug!r}; create it with `contact-import workspace apply FILE.yaml`")
+    return Workspace(*row)
+
+
+def attributes(conn, workspace_id: int) -> list[Attribute]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT key, label, type, options FROM cdp.attribute_definitions"
+                    " WHERE workspace_id = %s ORDER BY id", (workspace_id,))
+        return [Attribute(k, l, t, tuple(o) if o else None) for k, l, t, o in cur.fetchall()]

@@ -1,0 +1,47 @@
+"""Shared helpers for the tests: run an import through the library's stages, read exports."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from contact_import import db, export, jobs, pipeline, workspaces
+
+STAGES = (pipeline.task_detect_encoding, pipeline.task_map_columns, pipeline.task_validate,
+          pipeline.task_upsert_contacts, pipeline.task_bind_teammates, pipeline.task_finalize)
+
+LINE_HEADER = ("LINE User ID,Name,Email,Phone,Gender,Birthday,Tags,Binding Teammate,Store Location Code,"
+               "VIP Level,Points")
+
+
+def line_id(n: int) -> str:
+    return "U" + f"{n:032x}"
+
+
+def write_csv(path: Path, header: str, rows: list[str]) -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def run_stages(url: str, file: Path, workspace: str = "demo", channel: str = "line",
+               tag_mode: str = "append", mapping: dict | None = None) -> dict:
+    """The DAG's tasks in order, called directly (no Airflow): the import record at the end."""
+    import_id = pipeline.create_import(url, workspace=workspace, channel=channel, tag_mode=tag_mode,
+                                       file=str(file), mapping=mapping, source="cli")
+    for stage in STAGES:
+        try:
+            stage(url, import_id)
+        except pipeline.StageError:
+            break
+    with db.transaction(url) as conn:
+        return jobs.get(conn, import_id)
+
+
+def exported(url: str, workspace: str = "demo") -> dict[str, dict]:
+    """export --format jsonl, keyed by user id."""
+    with db.transaction(url) as conn:
+        ws = workspaces.get(conn, workspace)
+        out = io.StringIO()
+        export.write(export.contacts(conn, ws.id), out)
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    return {r["user_id"]: r for r in records}

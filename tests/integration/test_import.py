@@ -1,0 +1,102 @@
+"""Imports through the library's stages (the DAG's tasks without Airflow), checked via export."""
+from contact_import import db, jobs
+from tests.conftest import EXAMPLES, table_counts
+from tests.helpers import LINE_HEADER, exported, line_id, run_stages, write_csv
+
+SAMPLE = EXAMPLES / "line-contacts.csv"
+
+
+def test_line_import_creates_contacts_customers_and_tags(cdp_url, demo_workspace):
+    record = run_stages(cdp_url, SAMPLE)
+    assert record["status"] == jobs.COMPLETED
+    assert record["total_rows"] == record["processed_rows"] == 6
+    assert record["result"]["created"] == 6 and record["result"]["customers_created"] == 6
+    assert record["result"]["bound"] == 3
+    contacts = exported(cdp_url)
+    ming = contacts["U4af4980629a2b2c3d4e5f60718293a4b"]
+    assert ming["name"] == "王小明" and ming["phone"] == "886911223344" and ming["gender"] == "male"
+    assert ming["tags"] == sorted(["VIP", "台北"])
+    assert ming["attributes"] == {"vip_level": "Gold", "points": 1200}
+    assert ming["binding"] == {"teammate": "amy@shop.example", "store": "S001"}
+    mary = contacts["U0123456789abcdef0123456789abcdef"]
+    assert mary["email"] == "mary@example.com" and mary["birthday"] == "1985-12-01"
+    assert contacts["U11111111111111111111111111111111"]["tags"] == ["台中", "回購客"]
+    assert table_counts(cdp_url)["customers"] == 6
+
+
+def test_reimporting_the_same_file_changes_nothing(cdp_url, demo_workspace):
+    run_stages(cdp_url, SAMPLE)
+    before = exported(cdp_url)
+    counts = table_counts(cdp_url)
+    record = run_stages(cdp_url, SAMPLE)
+    assert record["status"] == jobs.COMPLETED
+    assert record["result"]["unchanged"] == 6
+    assert {k: v for k, v in record["result"].items() if k != "unchanged"} == dict.fromkeys(
+        ["created", "updated", "customers_created", "tags_added", "tags_removed", "bound", "unbound"], 0)
+    assert exported(cdp_url) == before
+    assert {k: v for k, v in table_counts(cdp_url).items() if k != "imports"} == \
+        {k: v for k, v in counts.items() if k != "imports"}
+
+
+def test_invalid_user_id_rejects_the_file_and_writes_nothing(cdp_url, demo_workspace, tmp_path):
+    bad = write_csv(tmp_path / "bad.csv", LINE_HEADER, [
+        f"{line_id(1)},Good Row,good@example.com,886911000001,male,1990-01-01,VIP,,,,",
+        "U-not-a-line-id,Bad Row,bad@example.com,886911000002,female,1990-01-02,,,,,",
+    ])
+    before = table_counts(cdp_url)
+    record = run_stages(cdp_url, bad)
+    assert record["status"] == jobs.VALIDATION_FAILED
+    assert record["errors"] == 1
+    report = open(record["error_report"], encoding="utf-8-sig").read().splitlines()
+    assert report[0] == "row,column,value,code,message"
+    assert report[1].startswith("3,LINE User ID,U-not-a-line-id,invalid_user_id,")
+    after = table_counts(cdp_url)
+    assert after.pop("imports") == before.pop("imports") + 1
+    assert after == before
+
+
+def test_rows_sharing_an_email_share_one_profile_in_file_order(cdp_url, demo_workspace, tmp_path):
+    f = write_csv(tmp_path / "shared.csv", LINE_HEADER, [
+        f"{line_id(1)},First,same@example.com,,,,,,,,",
+        f"{line_id(2)},Second,SAME@example.com,886911000009,,,,,,,",
+    ])
+    record = run_stages(cdp_url, f)
+    assert record["status"] == jobs.COMPLETED
+    assert record["result"]["created"] == 2 and record["result"]["customers_created"] == 1
+    assert record["warnings"] == {"profile_shared": 1}
+    contacts = exported(cdp_url)
+    a, b = contacts[line_id(1)], contacts[line_id(2)]
+    assert a["customer_id"] == b["customer_id"]
+    assert a["name"] == "Second" and a["phone"] == "886911000009"
+
+
+def test_empty_cells_change_nothing_and_overwrite_mode_replaces_tags(cdp_url, demo_workspace, tmp_path):
+    run_stages(cdp_url, write_csv(tmp_path / "a.csv", LINE_HEADER, [
+        f"{line_id(1)},Amy,amy@example.com,886911000001,female,1990-01-01,\"A,B\",,,Gold,10",
+        f"{line_id(2)},Bob,bob@example.com,,,,\"A\",,,,",
+    ]))
+    record = run_stages(cdp_url, write_csv(tmp_path / "b.csv", LINE_HEADER, [
+        f"{line_id(1)},,,,,,C,,,,",
+        f"{line_id(2)},,,,,,,,,,",
+    ]), tag_mode="overwrite")
+    assert record["result"]["updated"] == 2
+    assert record["result"]["tags_added"] == 1 and record["result"]["tags_removed"] == 3
+    contacts = exported(cdp_url)
+    assert contacts[line_id(1)]["tags"] == ["C"] and contacts[line_id(2)]["tags"] == []
+    assert contacts[line_id(1)]["name"] == "Amy" and contacts[line_id(1)]["attributes"] == {
+        "vip_level": "Gold", "points": 10}
+    assert contacts[line_id(1)]["birthday"] == "1990-01-01"
+
+
+def test_preview_counts_equal_what_the_import_does(cdp_url, demo_workspace, tmp_path):
+    run_stages(cdp_url, SAMPLE)
+    f = write_csv(tmp_path / "mixed.csv", LINE_HEADER, [
+        "U4af4980629a2b2c3d4e5f60718293a4b,王小明,ming@example.com,,,,新標籤,UNASSIGNED,,,",  # changed
+        "U0123456789abcdef0123456789abcdef,Mary Chan,,,,,,,,,",  # unchanged
+        f"{line_id(9)},New Person,new@example.com,,,,,amy@shop.example,S001,,",  # created
+    ])
+    record = run_stages(cdp_url, f)
+    assert record["status"] == jobs.COMPLETED
+    assert record["preview"] == record["result"]
+    assert record["result"] == {"created": 1, "updated": 1, "unchanged": 1, "customers_created": 1,
+                                "tags_added": 1, "tags_removed": 0, "bound": 1, "unbound": 1}

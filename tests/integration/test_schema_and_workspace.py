@@ -1,0 +1,54 @@
+from contact_import import db, migrate, workspaces
+from tests.conftest import EXAMPLES, table_counts
+
+SPEC_TABLES = {"workspaces", "stores", "teammates", "teammate_stores", "attribute_definitions", "customers",
+               "contacts", "tags", "contact_tags", "bindings", "imports"}
+
+
+def test_migrations_create_every_table_from_empty_and_rerun_cleanly(empty_db):
+    assert migrate.upgrade(empty_db) == "0001"
+    assert set(table_counts(empty_db)) == SPEC_TABLES
+    assert migrate.upgrade(empty_db) == "0001"  # a second upgrade is a no-op
+    assert all(count == 0 for count in table_counts(empty_db).values())
+
+
+def _snapshot(url):
+    with db.transaction(url) as conn, conn.cursor() as cur:
+        out = {}
+        for table, cols in {"workspaces": "id, slug, name, omo_enabled, default_region, updated_at",
+                            "stores": "id, code, name", "teammates": "id, email, role, active",
+                            "teammate_stores": "teammate_id, store_id",
+                            "attribute_definitions": "id, key, label, type, options"}.items():
+            cur.execute(f"SELECT {cols} FROM cdp.{table} ORDER BY 1, 2")
+            out[table] = cur.fetchall()
+        return out
+
+
+def test_workspace_apply_twice_is_idempotent(cdp_url):
+    spec = workspaces.load_file(EXAMPLES / "demo-workspace.yaml")
+    with db.transaction(cdp_url) as conn:
+        first = workspaces.apply(conn, spec)
+    before = _snapshot(cdp_url)
+    with db.transaction(cdp_url) as conn:
+        second = workspaces.apply(conn, spec)
+    assert first == second
+    assert _snapshot(cdp_url) == before
+    assert len(before["stores"]) == 2 and len(before["teammates"]) == 3 and len(before["teammate_stores"]) == 3
+    assert [a[1] for a in before["attribute_definitions"]] == ["vip_level", "points"]
+
+
+def test_workspace_apply_brings_the_workspace_to_the_file(cdp_url):
+    spec = workspaces.load_file(EXAMPLES / "demo-workspace.yaml")
+    with db.transaction(cdp_url) as conn:
+        workspaces.apply(conn, spec)
+    spec["stores"] = spec["stores"][:1]
+    spec["teammates"] = [{"email": "AMY@shop.example", "name": "Amy", "role": "sales_manager", "stores": ["S001"]}]
+    spec["omo"] = False
+    with db.transaction(cdp_url) as conn:
+        ws = workspaces.apply(conn, spec)
+    after = _snapshot(cdp_url)
+    assert not ws.omo_enabled
+    assert [s[1] for s in after["stores"]] == ["S001"]
+    teammates = {t[1].lower(): (t[2], t[3]) for t in after["teammates"]}
+    assert teammates == {"amy@shop.example": ("sales_manager", True), "ben@shop.example": ("sales_manager", False),
+                         "carol@shop.example": ("agent", False)}
