@@ -49,6 +49,7 @@ def pg_server() -> str:
 
     server = pgserver.get_server(_SESSION_DIR / "pg", cleanup_mode="stop")
     yield server.get_uri()
+    server.cleanup()  # now, while pytest's log streams are still open
 
 
 @pytest.fixture(scope="session")

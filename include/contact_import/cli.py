@@ -25,6 +25,8 @@ class UsageError(Exception):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.db = getattr(args, "db", None) or args.top_db
+    args.json = getattr(args, "json", False) or args.top_json
     try:
         return args.func(args)
     except (UsageError, workspaces.WorkspaceFileError, LookupError, ValueError) as exc:
@@ -39,10 +41,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # --db and --json may stand before or after the command: the command's own copies are
+    # SUPPRESSed when absent, and main() falls back to the top-level ones.
+    parser = argparse.ArgumentParser(prog="contact-import", description=__doc__)
+    parser.add_argument("--db", dest="top_db", help="CDP database URL (default: $CDP_DATABASE_URL,"
+                        " else the embedded server)")
+    parser.add_argument("--json", dest="top_json", action="store_true", help="print one JSON object on stdout")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", help="CDP database URL (default: $CDP_DATABASE_URL, else the embedded server)")
-    common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    parser = argparse.ArgumentParser(prog="contact-import", description=__doc__, parents=[common])
+    common.add_argument("--db", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
     dbp = commands.add_parser("db", help="database schema", parents=[common])

@@ -33,8 +33,7 @@ DELIMITERS = (",", ";", "\t", "|")
 FIELD_LIMIT = 1_000_000
 BINARY_CONTROL_RATIO = 0.05
 
-_SUPERSETS = {"big5": "cp950", "gb2312": "gb18030", "gbk": "gb18030",
-              "shift_jis": "cp932", "euc_kr": "cp949", "ascii": "utf-8"}
+_SUPERSETS = {"big5": "cp950", "gb2312": "gb18030", "gbk": "gb18030", "shift_jis": "cp932", "euc_kr": "cp949"}
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),  # before UTF-16: same prefix
          (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 _MAGIC = ((b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (b"%PDF", "pdf"),
@@ -43,6 +42,7 @@ _MAGIC = ((b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (b"%PDF", "pdf"),
 _NOT_GUESSED = ["utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le", "utf_7"]
 _LEVEL_ONE = (("big5", b"\xa4\x40", b"\xc6\x7e"), ("gb2312", b"\xb0\xa1", b"\xd7\xf9"),
               ("shift_jis", b"\x88\x9f", b"\x98\x72"))  # the frequently used tier of each
+_CJK = ("cp950", "gb18030", "cp932", "cp949")
 SCORE_BYTES = 1 << 16
 _MARKUP = (("<!doctype html", "html"), ("<html", "html"), ("<?xml", "xml"))
 # Tab, line ends, form feed, Ctrl-Z (old DOS EOF) and ESC (ISO-2022) occur in real text.
@@ -129,14 +129,21 @@ def _guess(path, sample: bytes, at_eof: bool) -> str:
     # Cut at a line end: "\n" is never part of a multi-byte character in these encodings.
     cut = sample if at_eof else sample[: sample.rfind(b"\n") + 1] or sample
     # UTF-16/32 are settled above by BOM or zero bytes; the detector only misreads CJK as them.
-    matches = list(charset_normalizer.from_bytes(cut, cp_exclusion=_NOT_GUESSED))
-    if not matches:
+    matches = charset_normalizer.from_bytes(cut, cp_exclusion=_NOT_GUESSED)
+    # (codec, -chaos, coherence, could be cp1252): between Western codecs the detector
+    # cannot tell apart, cp1252 (what Excel writes) is the likelier.
+    candidates = [(m.encoding, -m.chaos, m.coherence, "cp1252" in m.could_be_from_charset) for m in matches]
+    # It also drops right CJK answers on short or repetitive text, so offer those too,
+    # ranked below all of its own picks.
+    offered = {_SUPERSETS.get(n, n) for n in (codecs.lookup(c[0]).name for c in candidates)}
+    candidates += [(c, -1.0, 0.0, False) for c in _CJK if c not in offered and _decodes(cut, c, at_eof)]
+    if not candidates:
         _fail("encoding_undetectable")
-    # On short samples the detector ranks wrong CJK codecs first (its chaos scores tie);
-    # the right one decodes into common characters, a wrong one into rare ones.
-    scores = [_common_share(cut[:SCORE_BYTES].decode(m.encoding, "ignore")) for m in matches]
-    best = matches[scores.index(max(scores))]
-    detected = "cp1252" if "cp1252" in best.could_be_from_charset else codecs.lookup(best.encoding).name
+    # On short samples the detector often ranks a wrong CJK codec first: the right one
+    # decodes into common characters, a wrong one into rare ones.
+    head = cut[:SCORE_BYTES]
+    best = max(candidates, key=lambda c: (_cjk_score(head.decode(c[0], "ignore")), *c[1:]))
+    detected = "cp1252" if best[3] else codecs.lookup(best[0]).name
     for codec in (_SUPERSETS.get(detected, detected), detected):
         if _decodes(cut, codec, at_eof):
             return codec
@@ -156,10 +163,13 @@ def _is_common(ch: str) -> bool:
     return False
 
 
-def _common_share(text: str) -> float:
+def _cjk_score(text: str) -> float:
+    """Share of common East Asian characters, counted only when it is decisive: a wrong
+    decoding lands on a common character about 40% of the time, a right one nearly always."""
     counts = collections.Counter(text)
     wide = sum(n for ch, n in counts.items() if ch >= "\u3000")
-    return sum(n for ch, n in counts.items() if ch >= "\u3000" and _is_common(ch)) / max(wide, 1)
+    share = sum(n for ch, n in counts.items() if ch >= "\u3000" and _is_common(ch)) / max(wide, 1)
+    return round(share, 2) if wide >= 4 and share >= 0.8 else 0.0
 
 
 def _detect(path, sample: bytes, at_eof: bool) -> tuple[str, str]:
@@ -217,7 +227,8 @@ def _copy(reader, writer, max_cell_chars: int, path, codec: str) -> tuple[list[s
             if "end of data" in str(e):
                 _fail("malformed_csv", row=start, detail="a quoted cell starting on this line is never closed")
             if "field limit" in str(e):
-                _fail("malformed_csv", row=start, detail=f"a cell is over {FIELD_LIMIT} characters (a quote left open?)")
+                _fail("malformed_csv", row=start,
+                      detail=f"a cell is over {csv.field_size_limit()} characters (a quote left open?)")
             _fail("malformed_csv", row=reader.line_num, detail=str(e))
         if cells is None:
             break

@@ -1,0 +1,86 @@
+"""The DAG itself: its shape and params, and whole runs through dag.test()."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from contact_import import cli, db, jobs
+from tests.conftest import EXAMPLES, ROOT, table_counts
+from tests.helpers import LINE_HEADER, exported, line_id, write_csv
+
+SAMPLE = EXAMPLES / "line-contacts.csv"
+TASKS = ["detect_encoding", "map_columns", "validate", "upsert_contacts", "bind_teammates", "finalize"]
+
+
+@pytest.fixture(scope="module")
+def dag():
+    sys.path.insert(0, str(ROOT / "dags"))
+    from contact_import_dag import dag_object  # noqa: PLC0415
+
+    return dag_object
+
+
+def test_dag_has_the_pipeline_tasks_in_order_and_typed_params(dag):
+    assert dag.dag_id == "contact_import"
+    order = [t.task_id for t in dag.topological_sort()]
+    assert order == TASKS
+    params = dag.params
+    assert params.get_param("channel").schema["enum"] == ["line", "whatsapp", "facebook", "instagram",
+                                                         "wechat", "telegram"]
+    assert params.get_param("tag_mode").schema["enum"] == ["append", "overwrite"]
+    assert dag.max_active_runs == 1
+
+
+def test_dag_test_runs_an_import_from_the_trigger_form_params(dag, cdp_url, demo_workspace, monkeypatch):
+    """What a user does in the Airflow UI: only workspace, channel, tag mode and file."""
+    monkeypatch.setenv("CDP_DATABASE_URL", cdp_url)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+    run = dag.test(run_conf={"workspace": "demo", "channel": "line", "tag_mode": "append", "file": str(SAMPLE)})
+    assert run.state == "success"
+    with db.transaction(cdp_url) as conn:
+        (record,) = jobs.list_imports(conn)
+    assert record["status"] == jobs.COMPLETED and record["source"] == "ui"
+    assert record["dag_run_id"] == run.run_id
+    assert record["result"]["created"] == 6
+    assert len(exported(cdp_url)) == 6
+
+
+def _cli(args: list[str], url: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "contact_import.cli", "--db", url, *args],
+                          capture_output=True, text=True)
+
+
+def test_cli_import_runs_the_dag_then_reimport_is_unchanged(cdp_url, demo_workspace):
+    first = _cli(["import", str(SAMPLE), "--workspace", "demo", "--channel", "line", "--json"], cdp_url)
+    assert first.returncode == 0, first.stderr + first.stdout
+    result = json.loads(first.stdout)
+    assert result["status"] == "completed" and result["rows"] == 6 and result["encoding"] == "utf-8"
+    assert result["result"]["created"] == 6 and result["result"]["tags_added"] == 7
+    again = json.loads(_cli(["import", str(SAMPLE), "--workspace", "demo", "--channel", "line", "--json"],
+                            cdp_url).stdout)
+    assert again["status"] == "completed"
+    assert again["result"]["unchanged"] == 6 and again["result"]["updated"] == 0
+    listing = json.loads(_cli(["status", "--workspace", "demo", "--json"], cdp_url).stdout)
+    assert [i["import_id"] for i in listing["imports"]] == [again["import_id"], result["import_id"]]
+
+
+def test_cli_import_of_an_invalid_file_exits_1_and_writes_nothing(cdp_url, demo_workspace, tmp_path):
+    bad = write_csv(tmp_path / "bad.csv", LINE_HEADER, [f"{line_id(1)},A,,,,,,,,,", "Ubad,B,,,,,,,,,"])
+    before = table_counts(cdp_url)
+    proc = _cli(["import", str(bad), "--workspace", "demo", "--channel", "line", "--json"], cdp_url)
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["status"] == "validation_failed" and result["errors"] == 1
+    assert "invalid_user_id" in open(result["error_report"], encoding="utf-8-sig").read()
+    after = table_counts(cdp_url)
+    assert after.pop("imports") == before.pop("imports") + 1
+    assert after == before
+
+
+def test_local_airflow_env_points_at_this_checkout():
+    env = cli.airflow_env("postgresql://example/db")
+    assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(ROOT / "dags")
+    assert env["CDP_DATABASE_URL"] == "postgresql://example/db"
