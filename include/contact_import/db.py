@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -17,11 +18,13 @@ def embedded_url() -> str:
     pgserver keeps the server running after this process exits, so the next
     command finds it already up and connects in milliseconds.
     """
-    import pgserver  # imported lazily: only needed when no server is configured
-
     pgdata = config.data_dir() / "pg"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode=None)
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, cron)
+        warnings.simplefilter("ignore")
+        import pgserver  # imported lazily: only needed when no server is configured
+
+        server = pgserver.get_server(pgdata, cleanup_mode=None)
     return server.get_uri()
 
 
