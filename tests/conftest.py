@@ -27,9 +27,8 @@ import pytest  # noqa: E402
 from psycopg2.extensions import make_dsn, parse_dsn  # noqa: E402
 
 from contact_import import db, migrate, workspaces  # noqa: E402
+from tests.helpers import EXAMPLES  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
 
 
 def _admin(dsn: str):
@@ -97,16 +96,3 @@ def _database(pg_server: str, template: str | None):
 def demo_workspace(cdp_url):
     with db.transaction(cdp_url) as conn:
         return workspaces.apply(conn, workspaces.load_file(EXAMPLES / "demo-workspace.yaml"))
-
-
-def table_counts(url: str) -> dict[str, int]:
-    """Rows in every cdp table: what 'nothing was written' is checked against."""
-    with db.transaction(url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'cdp'"
-                    " AND table_name <> 'alembic_version' ORDER BY 1")
-        tables = [t for (t,) in cur.fetchall()]
-        counts = {}
-        for table in tables:
-            cur.execute(f"SELECT count(*) FROM cdp.{table}")
-            counts[table] = cur.fetchone()[0]
-        return counts

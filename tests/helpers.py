@@ -7,6 +7,9 @@ from pathlib import Path
 
 from contact_import import db, export, jobs, pipeline, workspaces
 
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
 STAGES = (pipeline.task_detect_encoding, pipeline.task_map_columns, pipeline.task_validate,
           pipeline.task_upsert_contacts, pipeline.task_bind_teammates, pipeline.task_finalize)
 
@@ -45,3 +48,16 @@ def exported(url: str, workspace: str = "demo") -> dict[str, dict]:
         export.write(export.contacts(conn, ws.id), out)
     records = [json.loads(line) for line in out.getvalue().splitlines()]
     return {r["user_id"]: r for r in records}
+
+
+def table_counts(url: str) -> dict[str, int]:
+    """Rows in every cdp table: what 'nothing was written' is checked against."""
+    with db.transaction(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'cdp'"
+                    " AND table_name <> 'alembic_version' ORDER BY 1")
+        tables = [t for (t,) in cur.fetchall()]
+        counts = {}
+        for table in tables:
+            cur.execute(f"SELECT count(*) FROM cdp.{table}")
+            counts[table] = cur.fetchone()[0]
+        return counts

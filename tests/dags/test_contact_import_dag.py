@@ -8,8 +8,7 @@ import sys
 import pytest
 
 from contact_import import cli, db, jobs
-from tests.conftest import EXAMPLES, ROOT, table_counts
-from tests.helpers import LINE_HEADER, exported, line_id, write_csv
+from tests.helpers import EXAMPLES, LINE_HEADER, ROOT, exported, line_id, table_counts, write_csv
 
 SAMPLE = EXAMPLES / "line-contacts.csv"
 TASKS = ["detect_encoding", "map_columns", "validate", "upsert_contacts", "bind_teammates", "finalize"]

@@ -6,8 +6,7 @@ import json
 import pytest
 
 from contact_import import cli
-from tests.conftest import EXAMPLES, table_counts
-from tests.helpers import LINE_HEADER, line_id, run_stages, write_csv
+from tests.helpers import EXAMPLES, LINE_HEADER, line_id, run_stages, table_counts, write_csv
 
 
 def run(capsys, *args) -> tuple[int, str, str]:

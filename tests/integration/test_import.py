@@ -1,7 +1,6 @@
 """Imports through the library's stages (the DAG's tasks without Airflow), checked via export."""
 from contact_import import db, jobs
-from tests.conftest import EXAMPLES, table_counts
-from tests.helpers import LINE_HEADER, exported, line_id, run_stages, write_csv
+from tests.helpers import EXAMPLES, LINE_HEADER, exported, line_id, run_stages, table_counts, write_csv
 
 SAMPLE = EXAMPLES / "line-contacts.csv"
 

@@ -1,5 +1,5 @@
 from contact_import import db, migrate, workspaces
-from tests.conftest import EXAMPLES, table_counts
+from tests.helpers import EXAMPLES, table_counts
 
 SPEC_TABLES = {"workspaces", "stores", "teammates", "teammate_stores", "attribute_definitions", "customers",
                "contacts", "tags", "contact_tags", "bindings", "imports"}

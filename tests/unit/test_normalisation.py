@@ -268,9 +268,3 @@ def test_attribute_select():
 def test_attribute_unknown_type_is_a_configuration_error():
     with pytest.raises(ValueError):
         normalise_attribute("x", "colour", None)
-
-
-def test_no_airflow_import():
-    import sys
-
-    assert not any(name == "airflow" or name.startswith("airflow.") for name in sys.modules)
