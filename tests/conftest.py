@@ -6,6 +6,7 @@ Airflow and the project's files get a throwaway home per session.
 """
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
@@ -46,6 +47,8 @@ def pg_server() -> str:
         return
     import pgserver
 
+    # pgserver logs its shutdown from an atexit hook, after pytest has closed its streams.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     server = pgserver.get_server(_SESSION_DIR / "pg", cleanup_mode="stop")
     yield server.get_uri()
     server.cleanup()  # now, while pytest's log streams are still open

@@ -157,6 +157,9 @@ def create_import(url: str, *, workspace: str, channel: str, tag_mode: str, file
     get_channel(channel)
     if tag_mode not in TAG_MODES:
         raise ValueError(f"tag mode must be one of {', '.join(TAG_MODES)}")
+    if require_approval:
+        # Refused rather than ignored: an import someone wants approved must not run unapproved.
+        raise ValueError("require_approval: the approval step is not available yet")
     path = Path(file)
     if not path.is_file():
         raise ValueError(f"no such file: {file}")
