@@ -28,6 +28,7 @@ from .errors import ImportFileError, Issue
 
 SAMPLE_BYTES = 1 << 20
 DELIMITERS = (",", ";", "\t", "|")
+XLSX = "xlsx"  # reported as the encoding of a workbook, which has no delimiter
 # The csv module's own cap: far above any real cell, so value_too_long is ours to
 # report, yet bounded so an unclosed quote cannot swallow a whole large file.
 FIELD_LIMIT = 1_000_000
@@ -54,7 +55,7 @@ codecs.register_error("contact_import.mark", lambda e: (_MARK, e.end))
 @dataclass(frozen=True)
 class SourceInfo:
     encoding: str
-    delimiter: str
+    delimiter: str | None  # None for a workbook
     rows: int  # data rows written (blank rows not counted)
     header: list[str]
 
@@ -266,6 +267,8 @@ def to_utf8(src: str | os.PathLike, dest: str | os.PathLike, *, max_cell_chars: 
         at_eof = not f.read(1)
     if not sample:
         _fail("file_empty")
+    if sample.startswith(b"PK\x03\x04") and _zip_kind(src) == "xlsx":
+        return _xlsx_to_utf8(src, dest, max_cell_chars)
     codec, text = _detect(src, sample, at_eof)
     delimiter = _sniff_delimiter(text, wide=codec.startswith(("utf-16", "utf-32")))
 
@@ -288,3 +291,25 @@ def to_utf8(src: str | os.PathLike, dest: str | os.PathLike, *, max_cell_chars: 
     finally:
         csv.field_size_limit(old_limit)
     return SourceInfo(codec, delimiter, rows, header)
+
+
+def _xlsx_to_utf8(src, dest, max_cell_chars: int) -> SourceInfo:
+    """The first sheet of a workbook, through the same row checks as a CSV file."""
+    from .spreadsheet import SheetReader
+
+    tmp = os.fspath(dest) + ".tmp"
+    try:
+        try:
+            reader = SheetReader(src)
+        except Exception as exc:  # calamine raises its own error types for broken workbooks
+            _fail("not_a_table", detail=f"unreadable xlsx ({exc.__class__.__name__})")
+        with open(tmp, "w", encoding="utf-8", newline="") as fout:
+            writer = csv.writer(fout, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+            header, rows = _copy(reader, writer, max_cell_chars, src, XLSX)
+        reader.close()
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    return SourceInfo(XLSX, None, rows, header)

@@ -9,8 +9,12 @@ from __future__ import annotations
 import datetime
 import functools
 import math
+import os
+import subprocess
+import sys
 import re
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -22,6 +26,8 @@ EMAIL_LIMIT = 254  # RFC 5321 path limit; email-validator would report it as bad
 TAG_LIMIT = 50
 TEXT_ATTRIBUTE_LIMIT = 1000
 PHONE_CACHE_SIZE = 1 << 16
+PARALLEL_PHONES = 50_000  # fewer distinct values are checked in-process: a helper costs ~0.3 s
+MAX_PHONE_HELPERS = 3
 
 
 @dataclass(frozen=True)
@@ -68,18 +74,63 @@ def normalise_phone(raw: str, default_region: str | None = None) -> Result:
 
 
 def normalise_phones(values: Iterable[str], default_region: str | None = None) -> list[Result]:
-    """normalise_phone for a whole column, checking each distinct value once."""
-    seen: dict[str, Result] = {}
-    # The column-wide dict already dedupes, so the uncached check avoids the LRU's
-    # bookkeeping and keeps a big column from evicting the single-value cache.
+    """normalise_phone for a whole column, checking each distinct value once.
+
+    phonenumbers.parse costs ~16 µs, so a column of many distinct phones is shared
+    with helper processes (`python -m contact_import.normalisation`, one per spare
+    core) while this process checks its own share. Plain subprocesses rather than
+    multiprocessing: that would re-import the caller's __main__ (a DAG file) or fork
+    a threaded Airflow task.
+    """
+    values = list(values)
+    distinct = list(dict.fromkeys(values))
+    multiline = [v for v in distinct if "\n" in v or "\r" in v]
+    if multiline:  # never valid, and they would break the helpers' one-per-line protocol
+        distinct = [v for v in distinct if not ("\n" in v or "\r" in v)] + multiline
+    helpers = min((os.cpu_count() or 1) - 1, MAX_PHONE_HELPERS)
+    if len(distinct) < PARALLEL_PHONES or helpers < 1:
+        results = _check_batch(distinct, default_region)
+    else:
+        clean = len(distinct) - len(multiline)
+        size = -(-clean // (helpers + 1))
+        # this process takes the first share and any multi-line values at the end
+        batches = [distinct[:size] + distinct[clean:]]
+        batches += [distinct[i:min(i + size, clean)] for i in range(size, clean, size)]
+        with ThreadPoolExecutor(len(batches) - 1) as pool:
+            others = [pool.submit(_check_in_helper, batch, default_region) for batch in batches[1:]]
+            results = _check_batch(batches[0], default_region)
+            for future in others:
+                results += future.result()
+        distinct = [v for batch in batches for v in batch]
+    by_value = dict(zip(distinct, results))
+    return [by_value[v] for v in values]
+
+
+def _check_in_helper(values: list[str], default_region: str | None) -> list[Result]:
+    # One value per line (the caller keeps values with line breaks in-process); one
+    # answer per line: "=digits", or "!code" with the suggestion after a tab.
+    proc = subprocess.run([sys.executable, "-m", __name__, default_region or ""], input="\n".join(values),
+                          capture_output=True, text=True, encoding="utf-8", check=True)
+    return [Result(line[1:]) if line[0] == "=" else _helper_error(line) for line in proc.stdout.splitlines()]
+
+
+def _helper_error(line: str) -> Result:
+    code, _, suggestion = line[1:].partition("\t")
+    return Result(None, code, {"suggestion": suggestion} if code == "phone_not_international" else {})
+
+
+def _serve_helper() -> None:
+    region = sys.argv[1] or None
+    answers = (f"={r.value}" if r.ok else f"!{r.code}\t{r.params.get('suggestion', '')}"
+               for r in _check_batch(sys.stdin.read().split("\n"), region))
+    sys.stdout.write("\n".join(answers) + "\n")
+
+
+def _check_batch(values: list[str], default_region: str | None) -> list[Result]:
+    # The caller already dedupes, so the uncached check avoids the LRU's bookkeeping
+    # and keeps a big column from evicting the single-value cache.
     check = _check_phone_digits.__wrapped__
-    out = []
-    for raw in values:
-        result = seen.get(raw)
-        if result is None:
-            result = seen[raw] = _normalise_phone(raw, default_region, check)
-        out.append(result)
-    return out
+    return [_normalise_phone(raw, default_region, check) for raw in values]
 
 
 def _normalise_phone(raw: str, default_region: str | None, check) -> Result:
@@ -219,3 +270,7 @@ def _parse_number(raw: str) -> int | float | None:
         return int(number)
     as_float = float(number)
     return as_float if math.isfinite(as_float) else None
+
+
+if __name__ == "__main__":
+    _serve_helper()

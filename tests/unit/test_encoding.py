@@ -224,12 +224,33 @@ def test_csv_field_size_limit_restored(tmp_path):
 
 # --- errors --------------------------------------------------------------------------
 
-def test_xlsx_is_not_a_table_yet(tmp_path):
+def test_a_broken_workbook_is_not_a_table(tmp_path):
     src = tmp_path / "book.zip"
     with zipfile.ZipFile(src, "w") as z:
         z.writestr("[Content_Types].xml", "<Types/>")
         z.writestr("xl/workbook.xml", "<workbook/>")
-    assert fails(tmp_path, src.read_bytes(), "not_a_table").params == {"detail": "xlsx"}
+    assert fails(tmp_path, src.read_bytes(), "not_a_table").params["detail"].startswith("unreadable xlsx")
+
+
+def test_xlsx_first_sheet_with_numeric_phones_and_dates(tmp_path):
+    import datetime
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["LINE User ID", "姓名", "Phone", "Birthday", "Points"])
+    sheet.append(["U" + "a" * 32, "王小明", 886911223344, datetime.date(1990, 1, 31), 12.5])
+    sheet.append([])
+    sheet.append(["U" + "b" * 32, "Mary", 85291234567.0, datetime.datetime(1985, 12, 1), 3])
+    book.create_sheet("ignored").append(["not", "read"])
+    book.save(tmp_path / "book.xlsx")
+    info = to_utf8(tmp_path / "book.xlsx", tmp_path / "out.csv")
+    assert (info.encoding, info.delimiter, info.rows) == ("xlsx", None, 2)
+    rows = list(csv.reader(open(tmp_path / "out.csv", encoding="utf-8")))
+    assert rows == [["__row__", "LINE User ID", "姓名", "Phone", "Birthday", "Points"],
+                    ["2", "U" + "a" * 32, "王小明", "886911223344", "1990-01-31", "12.5"],
+                    ["4", "U" + "b" * 32, "Mary", "85291234567", "1985-12-01", "3"]]
 
 
 @pytest.mark.parametrize("data, detail", [

@@ -268,3 +268,14 @@ def test_attribute_select():
 def test_attribute_unknown_type_is_a_configuration_error():
     with pytest.raises(ValueError):
         normalise_attribute("x", "colour", None)
+
+
+def test_phone_column_checked_with_helper_processes_gives_the_same_answers(monkeypatch):
+    from contact_import import normalisation
+
+    column = ["+886 911-223-344", "0911223344", "8.86911E+11", "12", "886911223344", "85291234567",
+              "0911\n223344", "999123456789", "+886 911-223-344"] * 3 + [f"8869{n:08d}" for n in range(40)]
+    expected = [normalisation.normalise_phone(v, "TW") for v in column]
+    monkeypatch.setattr(normalisation, "PARALLEL_PHONES", 5)
+    monkeypatch.setattr(normalisation.os, "cpu_count", lambda: 3)
+    assert normalisation.normalise_phones(column, "TW") == expected
