@@ -29,3 +29,6 @@ airflow: setup
 clean:
 	-$(BIN)/python -c "import pgserver, sys; pgserver.get_server('$(CONTACT_IMPORT_DATA_DIR)/pg', cleanup_mode='stop')" 2>/dev/null
 	rm -rf $(CONTACT_IMPORT_DATA_DIR)
+
+bench: setup
+	$(BIN)/python scripts/bench.py

@@ -76,6 +76,7 @@ def validate_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: P
     issues += cell_issues
     issues += binding.check(conn, ws, channel, normalised, headers)
     if not any(i.severity == ERROR for i in issues):
+        normalised = upsert.fold_shared_profiles(normalised)
         out = normalised.assign(tags=[json.dumps(t, ensure_ascii=False) if t is not None and t != "" else
                                       ("[]" if t == "" else None) for t in normalised["tags"]])
         out.to_csv(work_dir / (NORMALISED_NAME + ".tmp"), index=False, encoding="utf-8")

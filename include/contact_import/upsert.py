@@ -31,12 +31,16 @@ class Cancelled(Exception):
 
 
 def copy_rows(cur, table: str, rows: Iterable[tuple]) -> None:
+    """COPY rows into a (temporary) table and give the planner its statistics."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     for row in rows:
         writer.writerow(["\\N" if v is None else v for v in row])
     buffer.seek(0)
     cur.copy_expert(f"COPY {table} FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
+    # Fresh temporary tables have no statistics: without them the planner guesses a
+    # handful of rows and joins them to the CDP tables with nested loops.
+    cur.execute(f"ANALYZE {table}")
 
 
 @dataclass
@@ -222,6 +226,46 @@ class Upserter:
                        CREATE TEMP TABLE IF NOT EXISTS stage_tags (user_id text, tag text, op text)
                            ON COMMIT DELETE ROWS;
                        TRUNCATE stage_customers, stage_contacts, stage_tags;""")
+
+
+def fold_shared_profiles(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give rows of the file that share an email or phone the profile they end with.
+
+    Such rows share one customer and overwrite its fields in file order; the last
+    non-empty value of each field (and each attribute key) wins. Writing that end
+    state on every row of the group means a re-import of the same file finds each
+    row equal to what is stored, instead of flipping the profile back and forth.
+    """
+    parent = list(range(len(frame)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for key in ("email", "phone"):
+        first: dict[str, int] = {}
+        for i, (value, present) in enumerate(zip(frame[key], frame[key].notna())):
+            if present:  # empty cells are None or NaN, and NaN would match NaN here
+                j = first.setdefault(value, i)
+                if j != i:
+                    parent[root(i)] = root(j)
+    roots = pd.Series([root(i) for i in range(len(frame))], index=frame.index)
+    shared = roots.duplicated(keep=False)
+    if not shared.any():
+        return frame
+    frame = frame.copy()
+    groups = frame[shared].assign(_group=roots[shared])
+    last = groups.groupby("_group")[list(PROFILE)].last()  # last non-null per column, in file order
+    frame.loc[shared, list(PROFILE)] = last.loc[groups["_group"]].to_numpy()
+    merged: dict[int, dict] = {}
+    for group, attributes, present in zip(groups["_group"], groups["attributes"], groups["attributes"].notna()):
+        if present:
+            merged.setdefault(group, {}).update(json.loads(attributes))
+    frame.loc[shared, "attributes"] = [json.dumps(merged[g], ensure_ascii=False) if g in merged else None
+                                       for g in groups["_group"]]
+    return frame
 
 
 def read_normalised(path, chunk_rows: int) -> Iterable[pd.DataFrame]:

@@ -99,3 +99,29 @@ def test_preview_counts_equal_what_the_import_does(cdp_url, demo_workspace, tmp_
     assert record["preview"] == record["result"]
     assert record["result"] == {"created": 1, "updated": 1, "unchanged": 1, "customers_created": 1,
                                 "tags_added": 1, "tags_removed": 0, "bound": 1, "unbound": 1}
+
+
+def test_reimporting_rows_that_share_a_profile_is_unchanged(cdp_url, demo_workspace, tmp_path):
+    f = write_csv(tmp_path / "shared.csv", LINE_HEADER, [
+        f"{line_id(1)},First,same@example.com,,male,,,,,Gold,1",
+        f"{line_id(2)},Other,other@example.com,886911000002,,,,,,,",
+        f"{line_id(3)},Second,same@example.com,886911000009,,,,,,,2",
+        f"{line_id(4)},Third,,886911000009,,,,,,Silver,",
+    ])
+    first = run_stages(cdp_url, f)
+    assert first["result"]["customers_created"] == 2
+    contacts = exported(cdp_url)
+    assert contacts[line_id(1)]["customer_id"] == contacts[line_id(4)]["customer_id"]
+    assert (contacts[line_id(1)]["name"], contacts[line_id(1)]["gender"]) == ("Third", "male")
+    assert contacts[line_id(1)]["attributes"] == {"vip_level": "Silver", "points": 2}
+    again = run_stages(cdp_url, f)
+    assert again["result"]["unchanged"] == 4 and again["result"]["updated"] == 0
+    assert exported(cdp_url) == contacts
+
+
+def test_shared_profiles_in_a_file_without_attribute_columns(cdp_url, demo_workspace, tmp_path):
+    f = write_csv(tmp_path / "plain.csv", "LINE User ID,Name,Email", [
+        f"{line_id(1)},A,same@example.com", f"{line_id(2)},B,same@example.com", f"{line_id(3)},C,"])
+    record = run_stages(cdp_url, f)
+    assert record["status"] == jobs.COMPLETED and record["result"]["customers_created"] == 2
+    assert {c["name"] for c in exported(cdp_url).values()} == {"B", "C"}

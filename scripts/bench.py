@@ -1,0 +1,155 @@
+"""`make bench` (SPEC section 8): rows/s per stage, peak memory, and the PostgreSQL floor.
+
+Generates a LINE file of BENCH_ROWS rows (default 1,000,000; 5% of emails and phones
+repeat, tags, 30% bound rows, three custom attributes), imports it into a fresh database
+stage by stage (each stage is the DAG task's own library call, run in a child process
+so its peak RSS is its own), imports it again (all unchanged), and measures the bare
+floor on the same server: COPY into a staging table plus one INSERT .. ON CONFLICT.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg2
+from psycopg2.extensions import make_dsn
+
+from contact_import import config, db, migrate, pipeline, workspaces
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ["detect_encoding", "map_columns", "validate", "upsert_contacts", "bind_teammates", "finalize"]
+HEADER = ["LINE User ID", "Name", "Email", "Phone", "Gender", "Birthday", "Tags", "Binding Teammate",
+          "Store Location Code", "VIP Level", "Points", "Member Since"]
+WORKSPACE = {
+    "workspace": "bench", "name": "Bench", "omo": True, "default_region": "TW",
+    "stores": [{"code": f"S{i:03d}", "name": f"Store {i}"} for i in range(1, 21)],
+    "teammates": [{"email": f"rep{i}@shop.example", "name": f"Rep {i}", "role": "sales_rep",
+                   "stores": [f"S{i % 20 + 1:03d}"]} for i in range(40)],
+    "attributes": [{"key": "vip_level", "label": "VIP Level", "type": "select", "options": ["Gold", "Silver", "Bronze"]},
+                   {"key": "points", "label": "Points", "type": "number"},
+                   {"key": "member_since", "label": "Member Since", "type": "date"}],
+}
+SURNAMES = "陳林黃張李王吳劉蔡楊許鄭謝郭洪曾邱廖賴周"
+GIVEN = "志明美玲家豪淑芬俊傑雅婷冠宇怡君宗翰佳穎"
+TAGS = ["VIP", "新客", "回購客", "台北", "台中", "高雄", "生日禮", "電子報"]
+
+
+def generate(path: Path, rows: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(HEADER)
+        for n in range(rows):
+            # 5% of rows reuse an earlier row's email and phone: shared profiles
+            k = rng.randrange(n) if n and rng.random() < 0.05 else n
+            rep = rng.randrange(40) if rng.random() < 0.3 else None
+            writer.writerow([
+                "U" + f"{n:032x}",
+                rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(GIVEN),
+                f"user{k}@example.com",
+                f"8869{k % 100_000_000:08d}",
+                rng.choice(["male", "female", "other", ""]),
+                f"{rng.randint(1950, 2005)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+                ",".join(rng.sample(TAGS, rng.randint(0, 3))),
+                f"rep{rep}@shop.example" if rep is not None else "",
+                f"S{rep % 20 + 1:03d}" if rep is not None else "",
+                rng.choice(["Gold", "Silver", "Bronze", ""]),
+                str(rng.randint(0, 10_000)),
+                f"20{rng.randint(10, 24)}-{rng.randint(1, 12):02d}-01",
+            ])
+
+
+def run_stage(stage: str, url: str, import_id: str) -> tuple[float, int]:
+    """One stage in a child process: (seconds, peak RSS in MiB)."""
+    code = f"from contact_import import pipeline; pipeline.task_{stage}({url!r}, {import_id!r})"
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.monotonic() - started
+    if status != 0:
+        raise SystemExit(f"stage {stage} failed (status {status})")
+    return elapsed, usage.ru_maxrss // 1024
+
+
+def import_file(url: str, path: Path, label: str, rows: int) -> dict:
+    import_id = pipeline.create_import(url, workspace="bench", channel="line", tag_mode="append", file=str(path),
+                                       source="cli")
+    print(f"\n{label}: import {import_id}")
+    print(f"  {'stage':<17}{'seconds':>9}{'rows/s':>11}{'peak MiB':>10}")
+    total, peak = 0.0, 0
+    for stage in STAGES:
+        seconds, rss = run_stage(stage, url, import_id)
+        total += seconds
+        peak = max(peak, rss)
+        print(f"  {stage:<17}{seconds:>9.1f}{rows / seconds:>11,.0f}{rss:>10,}")
+    print(f"  {'total':<17}{total:>9.1f}{rows / total:>11,.0f}{peak:>10,}")
+    with db.transaction(url) as conn:
+        record = pipeline.jobs.get(conn, import_id)
+    print(f"  status {record['status']}; result {json.dumps(record['result'])}")
+    return {"seconds": total, "peak_mib": peak}
+
+
+def floor(url: str, path: Path) -> tuple[float, float]:
+    """COPY + one INSERT .. ON CONFLICT of the same file: new rows, then all conflicting."""
+    conn = psycopg2.connect(url)
+    cur = conn.cursor()
+    columns = ", ".join(f"c{i} text" for i in range(len(HEADER)))
+    cur.execute(f"DROP TABLE IF EXISTS floor_target; CREATE TABLE floor_target ({columns}, PRIMARY KEY (c0));"
+                " CREATE INDEX ON floor_target (c2); CREATE INDEX ON floor_target (c3)")
+    conn.commit()
+    times = []
+    for _ in range(2):
+        started = time.monotonic()
+        cur.execute(f"CREATE TEMP TABLE floor_stage ({columns})")
+        with path.open(encoding="utf-8") as f:
+            cur.copy_expert("COPY floor_stage FROM STDIN WITH (FORMAT csv, HEADER true)", f)
+        updates = ", ".join(f"c{i} = EXCLUDED.c{i}" for i in range(1, len(HEADER)))
+        cur.execute(f"INSERT INTO floor_target SELECT * FROM floor_stage ON CONFLICT (c0) DO UPDATE SET {updates}")
+        cur.execute("DROP TABLE floor_stage")
+        conn.commit()
+        times.append(time.monotonic() - started)
+    cur.execute("DROP TABLE floor_target")
+    conn.commit()
+    conn.close()
+    return times[0], times[1]
+
+
+def main() -> None:
+    rows = int(os.environ.get("BENCH_ROWS", 1_000_000))
+    work = config.data_dir() / "bench"
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / f"line-{rows}.csv"
+    if not path.exists():
+        started = time.monotonic()
+        generate(path, rows)
+        print(f"generated {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.monotonic() - started:.0f}s")
+    server = db.resolve_url()
+    admin = psycopg2.connect(server)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS cdp_bench WITH (FORCE)")
+        cur.execute("CREATE DATABASE cdp_bench")
+    url = make_dsn(server, dbname="cdp_bench")
+    migrate.upgrade(url)
+    with db.transaction(url) as conn:
+        workspaces.apply(conn, WORKSPACE)
+    print(f"rows {rows:,}; chunk rows {config.chunk_rows():,}; cores {os.cpu_count()}")
+    first = import_file(url, path, "first import (all new)", rows)
+    second = import_file(url, path, "re-import (all unchanged)", rows)
+    insert_floor, update_floor = floor(url, path)
+    print(f"\nfloor: COPY + INSERT .. ON CONFLICT: new rows {insert_floor:.1f}s, all conflicting {update_floor:.1f}s")
+    print(f"ratio to floor: first import {first['seconds'] / insert_floor:.1f}x,"
+          f" re-import {second['seconds'] / update_floor:.1f}x")
+    with admin.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS cdp_bench WITH (FORCE)")
+    admin.close()
+
+
+if __name__ == "__main__":
+    main()
