@@ -21,7 +21,6 @@ from decimal import Decimal
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-NAME_LIMIT = 255
 EMAIL_LIMIT = 254  # RFC 5321 path limit; email-validator would report it as bad syntax
 TAG_LIMIT = 50
 TEXT_ATTRIBUTE_LIMIT = 1000
@@ -43,10 +42,6 @@ class Result:
 
 def _too_long(limit: int) -> Result:
     return Result(None, "value_too_long", {"limit": limit})
-
-
-def normalise_name(raw: str) -> Result:
-    return _too_long(NAME_LIMIT) if len(raw) > NAME_LIMIT else Result(raw)
 
 
 def normalise_email(raw: str) -> Result:

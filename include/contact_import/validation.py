@@ -110,7 +110,8 @@ class Normaliser:
         out = pd.DataFrame(index=frame.index)
         out["row"] = frame.index
         out["user_id"] = frame[USER_ID] if USER_ID in frame else None
-        simple = {"name": normalisation.normalise_name, "email": normalisation.normalise_email,
+        out["name"] = frame["name"] if "name" in frame else None  # its length is the GX suite's check
+        simple = {"email": normalisation.normalise_email,
                   "gender": normalisation.normalise_gender, "birthday": normalisation.normalise_date,
                   "tags": normalisation.normalise_tags}
         for fname, func in simple.items():

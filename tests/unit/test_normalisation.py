@@ -10,7 +10,6 @@ from contact_import.normalisation import (
     normalise_date,
     normalise_email,
     normalise_gender,
-    normalise_name,
     normalise_phone,
     normalise_phones,
     normalise_tags,
@@ -27,19 +26,6 @@ def error(result: Result) -> str | None:
 
 def message(result: Result, value: str, lang: str = "en", column: str = "") -> str:
     return errors.Issue(result.code, value=value, column=column, params=result.params).message(lang)
-
-
-# ---------------------------------------------------------------- name
-
-def test_name_kept_as_is():
-    assert normalise_name("王小明 Ming") == Result("王小明 Ming")
-
-
-def test_name_255_ok_256_too_long():
-    assert normalise_name("a" * 255).ok
-    result = normalise_name("a" * 256)
-    assert (result.code, result.params) == ("value_too_long", {"limit": 255})
-    assert message(result, "") == "The value is longer than 255 characters."
 
 
 # ---------------------------------------------------------------- email
