@@ -91,6 +91,8 @@ def import_file(url: str, path: Path, label: str, rows: int) -> dict:
     print(f"  {'total':<17}{total:>9.1f}{rows / total:>11,.0f}{peak:>10,}")
     with db.transaction(url) as conn:
         record = pipeline.jobs.get(conn, import_id)
+    steps = {k: v for k, v in (record["timings"] or {}).items() if "." in k}
+    print("  validate steps: " + ", ".join(f"{k.split('.', 1)[1]} {v:.1f}s" for k, v in steps.items()))
     print(f"  status {record['status']}; result {json.dumps(record['result'])}")
     return {"seconds": total, "peak_mib": peak}
 

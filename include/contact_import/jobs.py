@@ -28,7 +28,7 @@ COUNT_KEYS = ("created", "updated", "unchanged", "customers_created", "tags_adde
 _COLUMNS = """i.id::text AS id, w.slug AS workspace, i.channel, i.tag_mode, i.status, i.source,
     i.file_name, i.file_uri, i.file_sha256, i.work_dir, i.encoding, i.delimiter, i.mapping,
     i.require_approval, i.total_rows, i.processed_rows, i.last_chunk, i.errors, i.warnings,
-    i.preview, i.result, i.error_report, i.message, i.dag_run_id,
+    i.preview, i.result, i.timings, i.error_report, i.message, i.dag_run_id,
     i.created_at, i.started_at, i.finished_at, i.updated_at"""
 
 

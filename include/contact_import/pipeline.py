@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,19 @@ class FileCheck:
         return validation.count_by_code(self.issues, WARNING)
 
 
+@contextmanager
+def timed(timings: dict[str, float] | None, step: str):
+    started = time.monotonic()
+    yield
+    if timings is not None:
+        timings[step] = round(time.monotonic() - started, 3)
+
+
+def _record_timings(url: str, import_id: str, timings: dict[str, float]) -> None:
+    with db.transaction(url) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE cdp.imports SET timings = timings || %s WHERE id = %s", (json.dumps(timings), import_id))
+
+
 # ---------------------------------------------------------------- the stages themselves
 def detect(source: Path, work_dir: Path) -> encoding.SourceInfo:
     return encoding.to_utf8(source, work_dir / UTF8_NAME)
@@ -62,19 +77,23 @@ def map_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: Path,
 
 
 def validate_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: Path,
-                  columns: dict[str, str]) -> list[Issue]:
+                  columns: dict[str, str], timings: dict[str, float] | None = None) -> list[Issue]:
     """Normalise, run the GX suite and the binding checks; write normalised.csv when clean."""
     channel = get_channel(channel_name)
-    raw = pd.read_csv(work_dir / UTF8_NAME, dtype=str, keep_default_na=False, index_col="__row__",
-                      usecols=["__row__", *columns], encoding="utf-8")
-    raw.index = raw.index.astype(int)
-    frame = raw.rename(columns=columns).apply(lambda col: col.str.strip()).replace("", None).astype(object)
+    with timed(timings, "validate.read"):
+        raw = pd.read_csv(work_dir / UTF8_NAME, dtype=str, keep_default_na=False, index_col="__row__",
+                          usecols=["__row__", *columns], encoding="utf-8")
+        raw.index = raw.index.astype(int)
+        frame = raw.rename(columns=columns).apply(lambda col: col.str.strip()).replace("", None).astype(object)
     headers = {target: header for header, target in columns.items()}
-    issues = validation.run_suite(frame, channel, headers)
-    normaliser = validation.Normaliser(channel, workspaces.attributes(conn, ws.id), ws.default_region)
-    normalised, cell_issues = normaliser.normalise(frame, headers)
+    with timed(timings, "validate.expectations"):
+        issues = validation.run_suite(frame, channel, headers)
+    with timed(timings, "validate.normalise"):
+        normaliser = validation.Normaliser(channel, workspaces.attributes(conn, ws.id), ws.default_region)
+        normalised, cell_issues = normaliser.normalise(frame, headers)
     issues += cell_issues
-    issues += binding.check(conn, ws, channel, normalised, headers)
+    with timed(timings, "validate.bindings"):
+        issues += binding.check(conn, ws, channel, normalised, headers)
     if not any(i.severity == ERROR for i in issues):
         normalised = upsert.fold_shared_profiles(normalised)
         out = normalised.assign(tags=[json.dumps(t, ensure_ascii=False) if t is not None and t != "" else
@@ -183,6 +202,7 @@ def _load(conn, import_id: str) -> tuple[dict[str, Any], workspaces.Workspace, P
 
 
 def task_detect_encoding(url: str, import_id: str) -> dict[str, Any]:
+    started = time.monotonic()
     with db.transaction(url) as conn:
         record, ws, work_dir = _load(conn, import_id)
         if record["status"] in jobs.FINISHED:
@@ -194,6 +214,7 @@ def task_detect_encoding(url: str, import_id: str) -> dict[str, Any]:
         _reject(url, import_id, work_dir, [exc.issue])
     with db.transaction(url) as conn:
         jobs.update(conn, import_id, encoding=info.encoding, delimiter=info.delimiter, total_rows=info.rows)
+    _record_timings(url, import_id, {"detect_encoding": round(time.monotonic() - started, 3)})
     return {"import_id": import_id, "encoding": info.encoding, "delimiter": info.delimiter, "rows": info.rows}
 
 
@@ -211,10 +232,14 @@ def task_validate(url: str, import_id: str) -> dict[str, Any]:
     with db.transaction(url) as conn:
         record, ws, work_dir = _load(conn, import_id)
         columns = json.loads((work_dir / "columns.json").read_text(encoding="utf-8"))
-        issues = validate_file(conn, ws, record["channel"], work_dir, columns)
+        timings: dict[str, float] = {}
+        issues = validate_file(conn, ws, record["channel"], work_dir, columns, timings)
+    _record_timings(url, import_id, timings)
     if any(i.severity == ERROR for i in issues):
         _reject(url, import_id, work_dir, issues)
-    counts, warnings = preview(url, ws, record["channel"], record["tag_mode"], work_dir)
+    with timed(timings, "validate.preview"):
+        counts, warnings = preview(url, ws, record["channel"], record["tag_mode"], work_dir)
+    _record_timings(url, import_id, timings)
     with db.transaction(url) as conn:
         jobs.update(conn, import_id, preview=counts, warnings=validation.count_by_code(warnings, WARNING))
     return {"import_id": import_id, "valid": True, "preview": counts}

@@ -11,6 +11,8 @@ def test_line_import_creates_contacts_customers_and_tags(cdp_url, demo_workspace
     assert record["total_rows"] == record["processed_rows"] == 6
     assert record["result"]["created"] == 6 and record["result"]["customers_created"] == 6
     assert record["result"]["bound"] == 3
+    assert {"detect_encoding", "validate.expectations", "validate.normalise", "validate.preview"} <= set(
+        record["timings"])
     contacts = exported(cdp_url)
     ming = contacts["U4af4980629a2b2c3d4e5f60718293a4b"]
     assert ming["name"] == "王小明" and ming["phone"] == "886911223344" and ming["gender"] == "male"

@@ -6,9 +6,9 @@ SPEC_TABLES = {"workspaces", "stores", "teammates", "teammate_stores", "attribut
 
 
 def test_migrations_create_every_table_from_empty_and_rerun_cleanly(empty_db):
-    assert migrate.upgrade(empty_db) == "0001"
+    assert migrate.upgrade(empty_db) == "0002"
     assert set(table_counts(empty_db)) == SPEC_TABLES
-    assert migrate.upgrade(empty_db) == "0001"  # a second upgrade is a no-op
+    assert migrate.upgrade(empty_db) == "0002"  # a second upgrade is a no-op
     assert all(count == 0 for count in table_counts(empty_db).values())
 
 
