@@ -71,6 +71,8 @@ class Issue:
         template = zh if lang.lower().startswith("zh") else en
         values = _Blank(value=self.value, column=self.column, row=self.row or "")
         values.update(self.params)
+        if self.params.get("candidates"):
+            values["suggestion"] = _did_you_mean(self.params["candidates"], zh=template is zh)
         return template.format_map(values)
 
 
@@ -80,6 +82,12 @@ class ImportFileError(Exception):
     def __init__(self, issue: Issue):
         super().__init__(issue.message())
         self.issue = issue
+
+
+def _did_you_mean(candidates: list[str], zh: bool) -> str:
+    if zh:
+        return "（您是不是要找" + "或".join(f"「{c}」" for c in candidates) + "？）"
+    return " (did you mean " + " or ".join(repr(c) for c in candidates) + "?)"
 
 
 def normalise_lang(lang: str | None) -> str:

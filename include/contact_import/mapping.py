@@ -70,8 +70,7 @@ def map_columns(header: list[str], channel: Channel, attributes: list[Attribute]
         elif not key:
             if _blank_column_ok(position, header):
                 continue
-            result.issues.append(Issue("unknown_column", row=1, column=f"(column {position + 1})",
-                                       params={"suggestion": ""}))
+            result.issues.append(Issue("unknown_column", row=1, column=f"(column {position + 1})"))
             continue
         else:
             target = by_key.get(key)
@@ -98,5 +97,4 @@ def _unknown(raw: str, names: dict[str, str], row: int, hint: str | None = None)
     """An unknown_column issue that suggests the closest spellings we know."""
     by_key = {header_key(n): n for n in names if n != USER_ID}
     close = [by_key[k] for k in difflib.get_close_matches(header_key(hint or raw), list(by_key), n=3, cutoff=0.6)]
-    suggestion = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-    return Issue("unknown_column", row=row, column=raw, value=hint or "", params={"suggestion": suggestion})
+    return Issue("unknown_column", row=row, column=raw, value=hint or "", params={"candidates": close})

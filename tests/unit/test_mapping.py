@@ -39,3 +39,8 @@ def test_another_channels_user_id_column_is_not_this_channels():
     result = map_columns(["WhatsApp User ID"], LINE, [])
     assert ("missing_required_column", "LINE User ID") in codes(result)
     assert ("unknown_column", "WhatsApp User ID") in codes(result)
+
+
+def test_unknown_column_suggestion_in_traditional_chinese():
+    (issue,) = map_columns(["LINE User ID", "Emial"], LINE, ATTRS).issues
+    assert issue.message("zh-TW") == "欄位「Emial」不是已知的欄位或自訂屬性（您是不是要找「Email」？）。"
