@@ -14,7 +14,7 @@ from datetime import timedelta
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import Param, dag, get_current_context, task
 
-from contact_import import config, db, pipeline
+from contact_import import config, db
 from contact_import.channels import CHANNELS, TAG_MODES
 
 RUN_NAMESPACE = uuid.UUID("0b6f3c52-4d0c-4a55-9e3b-6a1c0b1f7c11")
@@ -26,14 +26,18 @@ def import_id_of(context) -> str:
 
 
 def record_failure(context) -> None:
+    from contact_import import pipeline  # imported in tasks only: pandas would slow every DAG parse
+
     exception = context.get("exception")
     pipeline.task_failed(db.resolve_url(), import_id_of(context), f"{context['ti'].task_id}: {exception}")
 
 
-def stage(func, *args):
+def stage(name: str, *args):
     """Run a library stage; a user's mistake fails the task at once, without retries."""
+    from contact_import import pipeline
+
     try:
-        return func(db.resolve_url(), *args)
+        return getattr(pipeline, f"task_{name}")(db.resolve_url(), *args)
     except pipeline.StageError as exc:
         raise AirflowFailException(str(exc)) from None
 
@@ -63,6 +67,8 @@ def stage(func, *args):
 def contact_import():
     @task
     def detect_encoding() -> dict:
+        from contact_import import pipeline
+
         context = get_current_context()
         params, import_id = context["params"], import_id_of(context)
         url = db.resolve_url()
@@ -76,27 +82,27 @@ def contact_import():
             except (ValueError, LookupError) as exc:
                 raise AirflowFailException(str(exc)) from None
         pipeline.record_run(url, import_id, context["dag_run"].run_id)
-        return stage(pipeline.task_detect_encoding, import_id)
+        return stage("detect_encoding", import_id)
 
     @task
     def map_columns(detected: dict) -> dict:
-        return stage(pipeline.task_map_columns, detected["import_id"])
+        return stage("map_columns", detected["import_id"])
 
     @task
     def validate(mapped: dict) -> dict:
-        return stage(pipeline.task_validate, mapped["import_id"])
+        return stage("validate", mapped["import_id"])
 
     @task(retries=3)
     def upsert_contacts(validated: dict) -> dict:
-        return stage(pipeline.task_upsert_contacts, validated["import_id"])
+        return stage("upsert_contacts", validated["import_id"])
 
     @task
     def bind_teammates(upserted: dict) -> dict:
-        return stage(pipeline.task_bind_teammates, upserted["import_id"])
+        return stage("bind_teammates", upserted["import_id"])
 
     @task
     def finalize(bound: dict) -> dict:
-        return stage(pipeline.task_finalize, bound["import_id"])
+        return stage("finalize", bound["import_id"])
 
     finalize(bind_teammates(upsert_contacts(validate(map_columns(detect_encoding())))))
 

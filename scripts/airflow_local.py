@@ -129,7 +129,6 @@ def build_env(url: str, port: int) -> dict[str, str]:
     bindir = str(Path(sys.executable).parent)  # the venv's bin/: standalone starts `airflow ...` from PATH
     if env.get("PATH", "").split(os.pathsep)[0] != bindir:
         env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")])
-    env["CONTACT_IMPORT_DATA_DIR"] = str(config.data_dir())
     env["AIRFLOW__API__HOST"] = host
     env["AIRFLOW__API__PORT"] = str(port)
     defaults = {
@@ -142,6 +141,8 @@ def build_env(url: str, port: int) -> dict[str, str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": "",  # filled below unless set
         # A local dev target: DAGs are ready to run as soon as they are parsed.
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        # LocalExecutor forks this many workers up front (32 by default, ~1 GB on its own).
+        "AIRFLOW__CORE__PARALLELISM": "4",
     }
     for key, value in defaults.items():
         env[key] = os.environ.get(key) or value

@@ -196,10 +196,11 @@ def cmd_import(args) -> int:
 
 def airflow_env(url: str) -> dict[str, str]:
     """The environment of a local Airflow using this checkout's DAGs and a SQLite metadata DB."""
-    home = Path(os.environ.get("AIRFLOW_HOME") or config.data_dir() / "airflow")
+    home = Path(os.environ.get("AIRFLOW_HOME") or config.data_dir() / "airflow").resolve()
     env = dict(os.environ)
     env.update({
         "AIRFLOW_HOME": str(home),
+        "CONTACT_IMPORT_DATA_DIR": str(config.data_dir().resolve()),
         "AIRFLOW__CORE__DAGS_FOLDER": str(config.project_root() / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(config.project_root() / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
