@@ -265,3 +265,19 @@ def test_phone_column_checked_with_helper_processes_gives_the_same_answers(monke
     monkeypatch.setattr(normalisation, "PARALLEL_PHONES", 5)
     monkeypatch.setattr(normalisation.os, "cpu_count", lambda: 3)
     assert normalisation.normalise_phones(column, "TW") == expected
+
+
+@pytest.mark.parametrize("address", [
+    "ming@example.com", "Ming.Wang+vip@Example.COM", "a!#$%&'*+/=?^_`{|}~-b@mail.example.co.jp", "x@localhost",
+    "x@example", "x@-bad.com", "x@exa_mple.com", "x@example..com", ".x@example.com", "x.@example.com",
+    "x..y@example.com", "a@b.c0m", "x@example.123", "x@" + "a" * 64 + ".com", "x" * 64 + "@example.com",
+    "x" * 65 + "@example.com", "用户@例子.公司", '"quoted local"@example.com', "x@[127.0.0.1]", "x@test",
+])
+def test_email_fast_path_agrees_with_email_validator(address):
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        expected = validate_email(address, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        expected = None
+    assert normalise_email(address).value == expected
