@@ -23,7 +23,8 @@ def check(conn, ws: Workspace, channel: Channel, normalised: pd.DataFrame, heade
     if assigned.empty:
         return []
     incomplete = normalised[has_binding & (teammate.isna() | (store.isna() & (teammate != UNASSIGNED)))]
-    issues = [Issue("binding_incomplete", int(r), header_t if t else header_s, t or s or "")
+    # reported on the empty cell: that is the one to fill in
+    issues = [Issue("binding_incomplete", int(r), header_s if isinstance(t, str) else header_t, "")
               for r, t, s in zip(incomplete["row"], incomplete["binding_teammate"], incomplete["store_code"])]
     if not channel.omo_binding:
         return issues + [Issue("binding_not_supported", int(r), header_t, v or "", {"channel": channel.label})

@@ -86,14 +86,19 @@ def validate_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: P
         raw.index = raw.index.astype(int)
         frame = raw.rename(columns=columns).apply(lambda col: col.str.strip()).replace("", None).astype(object)
     headers = {target: header for header, target in columns.items()}
-    with timed(timings, "validate.expectations"):
-        issues = validation.run_suite(frame, channel, headers)
+    attributes = workspaces.attributes(conn, ws.id)
     with timed(timings, "validate.normalise"):
-        normaliser = validation.Normaliser(channel, workspaces.attributes(conn, ws.id), ws.default_region)
-        normalised, cell_issues = normaliser.normalise(frame, headers)
-    issues += cell_issues
+        normaliser = validation.Normaliser(channel, attributes, ws.default_region)
+        normalised, issues = normaliser.normalise(frame, headers)
     with timed(timings, "validate.bindings"):
         issues += binding.check(conn, ws, channel, normalised, headers)
+    with timed(timings, "validate.expectations"):
+        omo = channel.omo_binding and ws.omo_enabled
+        generated = validation.workspace_expectations(
+            attributes, workspaces.teammate_emails(conn, ws.id) if omo else None,
+            workspaces.store_codes(conn, ws.id) if omo else None)
+        issues += validation.run_suite(frame, channel, headers, generated)
+    issues = validation.first_per_cell(issues)
     if not any(i.severity == ERROR for i in issues):
         normalised = upsert.fold_shared_profiles(normalised)
         out = normalised.assign(tags=[json.dumps(t, ensure_ascii=False) if t is not None and t != "" else

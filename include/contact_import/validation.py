@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from string import Template
 
@@ -34,35 +36,89 @@ def load_suite_spec(channel: Channel) -> dict:
     return json.loads(Template(text).safe_substitute(user_id_pattern=channel.user_id_pattern.replace("\\", "\\\\")))
 
 
-@functools.lru_cache(maxsize=None)
-def _validation_definition(channel_name: str, suite_json: str):
-    """Build the GX objects once per process: creating a context costs seconds."""
+_ATTRIBUTE_PATTERNS = {
+    "number": r"[+-]?[0-9]+(?:\.[0-9]+)?",
+    "date": r"[0-9]{4}(?:-[0-9]{1,2}-[0-9]{1,2}|/[0-9]{1,2}/[0-9]{1,2})",
+    "boolean": r"(?i:true|false|yes|no|y|n|1|0|是|否)",
+}
+
+
+def workspace_expectations(attributes: list[Attribute], teammates: list[str] | None,
+                           stores: list[str] | None) -> list[dict]:
+    """Expectations generated from the workspace: custom attributes and the OMO set-up.
+
+    teammates / stores are None when the file's bindings are not checked against the
+    workspace at all (channel without OMO, workspace without the plan).
+    """
+    generated = []
+    for attr in attributes:
+        column = ATTRIBUTE_PREFIX + attr.key
+        if attr.type == "text":
+            generated.append(_expectation("expect_column_value_lengths_to_be_between", column, "value_too_long",
+                                          {"limit": 1000}, max_value=1000))
+            continue
+        if attr.type == "select":
+            pattern = "(?i:" + "|".join(re.escape(o) for o in attr.options or ()) + ")"
+            options = f" (one of: {', '.join(attr.options or ())})"
+        else:
+            pattern, options = _ATTRIBUTE_PATTERNS[attr.type], ""
+        generated.append(_expectation("expect_column_values_to_match_regex", column, "invalid_attribute_value",
+                                      {"type": attr.type, "options": options}, regex=f"^{pattern}$"))
+    if teammates is not None:
+        pattern = "|".join(re.escape(e) for e in [*teammates, "UNASSIGNED"])
+        generated.append(_expectation("expect_column_values_to_match_regex", "binding_teammate",
+                                      "teammate_not_found", {}, regex=f"^(?i:{pattern})$"))
+    if stores is not None:
+        generated.append(_expectation("expect_column_values_to_be_in_set", "store_code", "store_not_found", {},
+                                      value_set=sorted(stores)))
+    return generated
+
+
+def _expectation(kind: str, column: str, code: str, params: dict, **kwargs) -> dict:
+    return {"type": kind, "kwargs": {"column": column, **kwargs}, "meta": {"code": code, "params": params}}
+
+
+@functools.lru_cache(maxsize=1)
+def _context():
+    """One ephemeral GX context per process: importing GX and creating it costs seconds."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    spec = json.loads(suite_json)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    suite = context.suites.add(gx.ExpectationSuite(name=spec["name"], expectations=spec["expectations"]))
-    batch = (context.data_sources.add_pandas(f"{channel_name}_file")
-             .add_dataframe_asset("rows").add_batch_definition_whole_dataframe("whole_file"))
-    return context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{channel_name}_validation", data=batch, suite=suite))
+    return context
 
 
-def run_suite(frame: pd.DataFrame, channel: Channel, headers: dict[str, str]) -> list[Issue]:
-    """Run the channel's suite on the mapped frame (index = file line, None = empty cell).
+@functools.lru_cache(maxsize=32)
+def _validation_definition(suite_json: str):
+    """The suite as GX objects, built once per distinct suite (a workspace's generated
+    expectations make each workspace's suite its own)."""
+    import great_expectations as gx
 
-    headers: field -> the file's header, which the report names.
+    context = _context()
+    spec = json.loads(suite_json)
+    name = f"{spec['name']}-{hashlib.sha1(suite_json.encode()).hexdigest()[:12]}"
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=spec["expectations"]))
+    batch = (context.data_sources.add_pandas(name).add_dataframe_asset("rows")
+             .add_batch_definition_whole_dataframe("whole_file"))
+    return context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+
+
+def run_suite(frame: pd.DataFrame, channel: Channel, headers: dict[str, str],
+              generated: list[dict] = ()) -> list[Issue]:
+    """Run the channel's suite plus `generated` expectations on the mapped frame.
+
+    frame: index = file line, None = empty cell; headers: field -> the file's header,
+    which the report names. Expectations on columns the file does not have are left out.
     """
     spec = load_suite_spec(channel)
-    definition = _validation_definition(channel.name, json.dumps(spec, sort_keys=True))
-    columns = {e["kwargs"]["column"] for e in spec["expectations"]}
-    for column in columns - set(frame.columns):
-        frame = frame.assign(**{column: None})
-    batch = frame[sorted(columns)]
+    spec["expectations"] = [e for e in [*spec["expectations"], *generated]
+                            if e["kwargs"]["column"] in frame.columns or e["kwargs"]["column"] == USER_ID]
+    definition = _validation_definition(json.dumps(spec, sort_keys=True, ensure_ascii=False))
+    columns = sorted({e["kwargs"]["column"] for e in spec["expectations"]})
+    batch = frame.reindex(columns=columns)
     batch.index.name = None  # a named index makes GX report rows as {name: row} dicts
     result = definition.run(batch_parameters={"dataframe": batch},
                             result_format={"result_format": "COMPLETE"})
@@ -70,6 +126,9 @@ def run_suite(frame: pd.DataFrame, channel: Channel, headers: dict[str, str]) ->
     for outcome in result.results:
         if outcome.success:
             continue
+        if outcome.exception_info and outcome.exception_info.get("raised_exception"):
+            raise RuntimeError(f"expectation {outcome.expectation_config.type} failed to run: "
+                               f"{outcome.exception_info.get('exception_message')}")
         meta = outcome.expectation_config.meta or {}
         field_name = outcome.expectation_config.kwargs["column"]
         code, column = meta["code"], headers.get(field_name, field_name)
@@ -82,6 +141,20 @@ def run_suite(frame: pd.DataFrame, channel: Channel, headers: dict[str, str]) ->
                             {"channel": channel.label, **meta.get("params", {})})
                       for row, value in zip(rows, values))
     return issues
+
+
+def first_per_cell(issues: list[Issue]) -> list[Issue]:
+    """One error per cell: the first rule a cell breaks. The normalisers' issues come
+    first because they carry the more specific code (e.g. phone_scientific_notation)."""
+    seen: set[tuple[int, str]] = set()
+    kept = []
+    for issue in issues:
+        if issue.row is not None and issue.severity == ERROR:
+            if (issue.row, issue.column) in seen:
+                continue
+            seen.add((issue.row, issue.column))
+        kept.append(issue)
+    return kept
 
 
 def _duplicates(rows, values, column) -> list[Issue]:

@@ -157,3 +157,15 @@ def attributes(conn, workspace_id: int) -> list[Attribute]:
         cur.execute("SELECT key, label, type, options FROM cdp.attribute_definitions"
                     " WHERE workspace_id = %s ORDER BY id", (workspace_id,))
         return [Attribute(k, l, t, tuple(o) if o else None) for k, l, t, o in cur.fetchall()]
+
+
+def teammate_emails(conn, workspace_id: int) -> list[str]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT email FROM cdp.teammates WHERE workspace_id = %s ORDER BY lower(email)", (workspace_id,))
+        return [e for (e,) in cur.fetchall()]
+
+
+def store_codes(conn, workspace_id: int) -> list[str]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT code FROM cdp.stores WHERE workspace_id = %s ORDER BY code", (workspace_id,))
+        return [c for (c,) in cur.fetchall()]
