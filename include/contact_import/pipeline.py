@@ -6,6 +6,7 @@ records its outcome on the imports row and returns small metadata for XCom.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import time
@@ -67,7 +68,9 @@ def detect(source: Path, work_dir: Path) -> encoding.SourceInfo:
 
 
 def read_header(work_dir: Path) -> list[str]:
-    return list(pd.read_csv(work_dir / UTF8_NAME, dtype=str, nrows=0, encoding="utf-8").columns[1:])
+    # the csv module, not pandas: pandas renames a repeated header ("Name.1")
+    with (work_dir / UTF8_NAME).open(encoding="utf-8", newline="") as f:
+        return next(csv.reader(f))[1:]
 
 
 def map_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: Path,

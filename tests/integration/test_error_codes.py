@@ -105,3 +105,8 @@ def test_many_errors_at_once_one_per_cell_sorted_by_row_and_nothing_written(caps
     ]
     assert result["errors"] == 7
     assert table_counts(cdp_url) == before
+
+
+def test_a_header_written_twice_is_a_duplicate_column(capsys, cdp_url, demo_workspace, tmp_path):
+    result, report = validate(capsys, cdp_url, tmp_path, [f"{line_id(1)},A,B"], header="LINE User ID,Name,Name")
+    assert report == [(1, "Name", "duplicate_column")]
