@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import config, db, export, jobs, migrate, pipeline, templates, validation, workspaces
 from .channels import CHANNELS, TAG_MODES
-from .errors import normalise_lang
+from .errors import WARNING, normalise_lang
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_CANCELLED, EXIT_FAILED = 0, 1, 2, 3, 4
 IMPORT_EXIT = {jobs.COMPLETED: EXIT_OK, jobs.VALIDATION_FAILED: EXIT_INVALID, jobs.CANCELLED: EXIT_CANCELLED}
@@ -75,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--tag-mode", choices=TAG_MODES, default="append")
         sub.add_argument("--mapping", help='JSON {"file header": "field or attribute key" | null}')
         sub.add_argument("--lang", default=os.environ.get("LANG", "en"), help="report language: en or zh-TW")
+        sub.add_argument("--max-errors", type=int, default=None,
+                         help="rows written to the error report (exact counts per code are always given)")
         if name == "validate":
-            sub.add_argument("--report-dir", help="where the error report is written")
+            sub.add_argument("--report-dir", help="where the error and warning reports are written")
         else:
             sub.add_argument("--require-approval", action="store_true")
         sub.set_defaults(func=func)
@@ -150,11 +152,16 @@ def cmd_validate(args) -> int:
         report_dir = Path(args.report_dir) if args.report_dir else source.parent
         report = report_dir / f"{source.stem}.errors.csv" if check.errors else None
         if report:
-            validation.write_report(check.issues, report, lang, limit=config.max_report_errors())
+            validation.write_report(check.errors, report, lang, limit=args.max_errors or config.max_report_errors())
+        warned = [i for i in check.issues if i.severity == WARNING]
+        warnings_report = report_dir / f"{source.stem}.warnings.csv" if warned else None
+        if warnings_report:
+            validation.write_report(warned, warnings_report, lang)
     payload = {"import_id": None, "status": "valid" if not check.errors else jobs.VALIDATION_FAILED,
                "encoding": check.encoding, "delimiter": check.delimiter, "rows": check.rows,
                "errors": len(check.errors), "errors_by_code": validation.count_by_code(check.issues),
                "error_report": str(report) if report else None, "warnings": check.warnings(),
+               "warnings_report": str(warnings_report) if warnings_report else None,
                "preview": check.preview}
     if args.json:
         _emit(args, payload, "")
@@ -174,6 +181,8 @@ def cmd_import(args) -> int:
     if os.environ.get("AIRFLOW_API_URL"):
         raise UsageError("imports through the upload API are not available yet; unset AIRFLOW_API_URL")
     url = db.resolve_url(args.db)
+    if args.max_errors:
+        os.environ["CONTACT_IMPORT_MAX_ERRORS"] = str(args.max_errors)  # read by the DAG run's tasks
     import_id = pipeline.create_import(url, workspace=args.workspace, channel=args.channel,
                                        tag_mode=args.tag_mode, file=args.file, mapping=_mapping(args),
                                        require_approval=args.require_approval, source="cli")

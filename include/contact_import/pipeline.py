@@ -26,6 +26,7 @@ from .mapping import ColumnMap, map_columns
 UTF8_NAME = "source.utf8.csv"
 NORMALISED_NAME = "normalised.csv"
 REPORT_NAME = "errors.csv"
+WARNINGS_NAME = "warnings.csv"
 
 
 class StageError(Exception):
@@ -248,6 +249,8 @@ def task_validate(url: str, import_id: str) -> dict[str, Any]:
     with timed(timings, "validate.preview"):
         counts, warnings = preview(url, ws, record["channel"], record["tag_mode"], work_dir)
     _record_timings(url, import_id, timings)
+    if warnings:  # the rows behind the preview's profile_shared / identity_conflict counts
+        validation.write_report(warnings, work_dir / WARNINGS_NAME)
     with db.transaction(url) as conn:
         jobs.update(conn, import_id, preview=counts, warnings=validation.count_by_code(warnings, WARNING))
     return {"import_id": import_id, "valid": True, "preview": counts}
@@ -320,8 +323,8 @@ def task_failed(url: str, import_id: str, message: str) -> None:
 
 def _reject(url: str, import_id: str, work_dir: Path, issues: list[Issue]) -> None:
     report = work_dir / REPORT_NAME
-    validation.write_report(issues, report, limit=config.max_report_errors())
     errors = [i for i in issues if i.severity == ERROR]
+    validation.write_report(errors, report, limit=config.max_report_errors())
     with db.transaction(url) as conn:
         jobs.set_status(conn, import_id, jobs.VALIDATION_FAILED, errors=len(errors), error_report=str(report),
                         warnings=validation.count_by_code(issues, WARNING),

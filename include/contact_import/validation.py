@@ -242,7 +242,7 @@ def neutralise(value) -> str:
 
 
 def write_report(issues: list[Issue], path: Path, lang: str = "en", limit: int | None = None) -> None:
-    """The error report CSV: row,column,value,code,message, sorted by row."""
+    """A report CSV (errors, or warnings): row,column,value,code,message, sorted by row."""
     path.parent.mkdir(parents=True, exist_ok=True)
     ordered = sorted(issues, key=lambda i: (i.row or 0, i.column, i.code))
     tmp = path.with_suffix(".tmp")

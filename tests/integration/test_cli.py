@@ -86,3 +86,25 @@ def test_require_approval_is_refused_until_the_approval_step_exists(capsys, cdp_
                        "--channel", "line", "--require-approval")
     assert code == 2 and "approval" in err
     assert table_counts(cdp_url)["imports"] == 0
+
+
+def test_max_errors_caps_the_report_not_the_counts(capsys, cdp_url, demo_workspace, tmp_path):
+    bad = write_csv(tmp_path / "bad.csv", LINE_HEADER, [f"U{n},,,,,,,,,," for n in range(50)])
+    code, out, _ = run(capsys, "--db", cdp_url, "validate", bad, "--workspace", "demo", "--channel", "line",
+                       "--json", "--max-errors", 10)
+    result = json.loads(out)
+    assert code == 1 and result["errors"] == 50 and result["errors_by_code"] == {"invalid_user_id": 50}
+    rows = list(csv.DictReader(open(result["error_report"], encoding="utf-8-sig")))
+    assert [int(r["row"]) for r in rows] == list(range(2, 12))
+
+
+def test_shared_profiles_are_listed_row_by_row_in_a_warnings_report(capsys, cdp_url, demo_workspace, tmp_path):
+    f = write_csv(tmp_path / "shared.csv", LINE_HEADER, [
+        f"{line_id(1)},A,same@example.com,,,,,,,,", f"{line_id(2)},B,other@example.com,,,,,,,,",
+        f"{line_id(3)},C,same@example.com,,,,,,,,"])
+    code, out, _ = run(capsys, "--db", cdp_url, "validate", f, "--workspace", "demo", "--channel", "line", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["warnings"] == {"profile_shared": 1} and result["preview"]["customers_created"] == 2
+    rows = list(csv.DictReader(open(result["warnings_report"], encoding="utf-8-sig")))
+    assert [(r["row"], r["code"], r["value"]) for r in rows] == [("4", "profile_shared", "same@example.com")]
+    assert "row 2" in rows[0]["message"]

@@ -1,4 +1,6 @@
 """Imports through the library's stages (the DAG's tasks without Airflow), checked via export."""
+from pathlib import Path
+
 from contact_import import db, jobs
 from tests.helpers import EXAMPLES, LINE_HEADER, exported, line_id, run_stages, table_counts, write_csv
 
@@ -65,6 +67,8 @@ def test_rows_sharing_an_email_share_one_profile_in_file_order(cdp_url, demo_wor
     assert record["status"] == jobs.COMPLETED
     assert record["result"]["created"] == 2 and record["result"]["customers_created"] == 1
     assert record["warnings"] == {"profile_shared": 1}
+    warnings_report = (Path(record["work_dir"]) / "warnings.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert warnings_report[1].startswith("3,email,same@example.com,profile_shared,")
     contacts = exported(cdp_url)
     a, b = contacts[line_id(1)], contacts[line_id(2)]
     assert a["customer_id"] == b["customer_id"]
