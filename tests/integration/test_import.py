@@ -131,3 +131,19 @@ def test_shared_profiles_in_a_file_without_attribute_columns(cdp_url, demo_works
     record = run_stages(cdp_url, f)
     assert record["status"] == jobs.COMPLETED and record["result"]["customers_created"] == 2
     assert {c["name"] for c in exported(cdp_url).values()} == {"B", "C"}
+
+
+def test_preview_equals_the_import_for_shared_profiles_and_overwrite_removals(cdp_url, demo_workspace, tmp_path):
+    run_stages(cdp_url, SAMPLE)
+    f = write_csv(tmp_path / "mixed.csv", LINE_HEADER, [
+        "U4af4980629a2b2c3d4e5f60718293a4b,王小明,,,,,VIP,,,,",  # overwrite: drops 台北
+        "U0123456789abcdef0123456789abcdef,Mary Chan,,,,,,,,,",  # overwrite with empty tags: drops 新客
+        f"{line_id(7)},Shares Ming,ming@example.com,,,,新客,,,,",  # new contact on Ming's customer
+        f"{line_id(8)},New,new8@example.com,,,,,,,,",
+        f"{line_id(9)},Shares New,new8@example.com,,,,,,,,",  # shares the new customer
+    ])
+    record = run_stages(cdp_url, f, tag_mode="overwrite")
+    assert record["status"] == jobs.COMPLETED
+    assert record["preview"] == record["result"]
+    assert record["result"]["tags_removed"] == 2 and record["result"]["customers_created"] == 1
+    assert record["warnings"] == {"profile_shared": 2}  # row 4 with row 2 (Ming), row 6 with row 5
