@@ -316,7 +316,10 @@ def task_finalize(url: str, import_id: str) -> dict[str, Any]:
 def task_failed(url: str, import_id: str, message: str) -> None:
     """Record a crash as `failed`, unless the import already ended another way."""
     with db.transaction(url) as conn:
-        record = jobs.get(conn, import_id)
+        try:
+            record = jobs.get(conn, import_id)
+        except jobs.ImportNotFound:  # the run failed before it could record its import
+            return
         if record["status"] not in jobs.FINISHED:
             jobs.set_status(conn, import_id, jobs.FAILED, message=message[:2000])
 

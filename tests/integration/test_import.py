@@ -147,3 +147,20 @@ def test_preview_equals_the_import_for_shared_profiles_and_overwrite_removals(cd
     assert record["preview"] == record["result"]
     assert record["result"]["tags_removed"] == 2 and record["result"]["customers_created"] == 1
     assert record["warnings"] == {"profile_shared": 2}  # row 4 with row 2 (Ming), row 6 with row 5
+
+
+def test_a_crash_is_recorded_as_failed_but_never_overrides_a_finished_import(cdp_url, demo_workspace, tmp_path):
+    from contact_import import pipeline
+
+    import_id = pipeline.create_import(cdp_url, workspace="demo", channel="line", tag_mode="append",
+                                       file=str(SAMPLE), source="cli")
+    pipeline.task_failed(cdp_url, import_id, "upsert_contacts: server closed the connection")
+    with db.transaction(cdp_url) as conn:
+        record = jobs.get(conn, import_id)
+    assert record["status"] == jobs.FAILED and "server closed" in record["message"]
+    assert record["finished_at"] is not None
+    done = run_stages(cdp_url, SAMPLE)
+    pipeline.task_failed(cdp_url, done["id"], "late callback")
+    with db.transaction(cdp_url) as conn:
+        assert jobs.get(conn, done["id"])["status"] == jobs.COMPLETED
+    pipeline.task_failed(cdp_url, "00000000-0000-0000-0000-000000000000", "no such import")
