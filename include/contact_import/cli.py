@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -153,6 +154,10 @@ def cmd_validate(args) -> int:
         report = report_dir / f"{source.stem}.errors.csv" if check.errors else None
         if report:
             validation.write_report(check.errors, report, lang, limit=args.max_errors or config.max_report_errors())
+        docs = Path(tmp) / pipeline.DATA_DOCS_NAME
+        data_docs = report_dir / f"{source.stem}.data_docs.html" if report and docs.exists() else None
+        if data_docs:
+            shutil.copyfile(docs, data_docs)
         warned = [i for i in check.issues if i.severity == WARNING]
         warnings_report = report_dir / f"{source.stem}.warnings.csv" if warned else None
         if warnings_report:
@@ -160,7 +165,8 @@ def cmd_validate(args) -> int:
     payload = {"import_id": None, "status": "valid" if not check.errors else jobs.VALIDATION_FAILED,
                "encoding": check.encoding, "delimiter": check.delimiter, "rows": check.rows,
                "errors": len(check.errors), "errors_by_code": validation.count_by_code(check.issues),
-               "error_report": str(report) if report else None, "warnings": check.warnings(),
+               "error_report": str(report) if report else None,
+               "data_docs": str(data_docs) if data_docs else None, "warnings": check.warnings(),
                "warnings_report": str(warnings_report) if warnings_report else None,
                "preview": check.preview}
     if args.json:

@@ -27,6 +27,7 @@ UTF8_NAME = "source.utf8.csv"
 NORMALISED_NAME = "normalised.csv"
 REPORT_NAME = "errors.csv"
 WARNINGS_NAME = "warnings.csv"
+DATA_DOCS_NAME = "data_docs.html"  # GX's page of a failed validation, beside errors.csv
 
 
 class StageError(Exception):
@@ -101,7 +102,8 @@ def validate_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: P
         generated = validation.workspace_expectations(
             attributes, workspaces.teammate_emails(conn, ws.id) if omo else None,
             workspaces.store_codes(conn, ws.id) if omo else None)
-        issues += validation.run_suite(frame, channel, headers, generated)
+        (work_dir / DATA_DOCS_NAME).unlink(missing_ok=True)
+        issues += validation.run_suite(frame, channel, headers, generated, work_dir / DATA_DOCS_NAME)
     issues = validation.first_per_cell(issues)
     if not any(i.severity == ERROR for i in issues):
         normalised = upsert.fold_shared_profiles(normalised)

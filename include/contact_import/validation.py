@@ -107,11 +107,13 @@ def _validation_definition(suite_json: str):
 
 
 def run_suite(frame: pd.DataFrame, channel: Channel, headers: dict[str, str],
-              generated: list[dict] = ()) -> list[Issue]:
+              generated: list[dict] = (), data_docs: Path | None = None) -> list[Issue]:
     """Run the channel's suite plus `generated` expectations on the mapped frame.
 
     frame: index = file line, None = empty cell; headers: field -> the file's header,
     which the report names. Expectations on columns the file does not have are left out.
+    When an expectation fails and `data_docs` is given, GX's own page of the result is
+    written there (the Data Docs that sit beside the error report).
     """
     spec = load_suite_spec(channel)
     spec["expectations"] = [e for e in [*spec["expectations"], *generated]
@@ -122,6 +124,8 @@ def run_suite(frame: pd.DataFrame, channel: Channel, headers: dict[str, str],
     batch.index.name = None  # a named index makes GX report rows as {name: row} dicts
     result = definition.run(batch_parameters={"dataframe": batch},
                             result_format={"result_format": "COMPLETE"})
+    if data_docs is not None and not result.success:
+        write_data_docs(result, data_docs)
     issues: list[Issue] = []
     for outcome in result.results:
         if outcome.success:
@@ -141,6 +145,18 @@ def run_suite(frame: pd.DataFrame, channel: Channel, headers: dict[str, str],
                             {"channel": channel.label, **meta.get("params", {})})
                       for row, value in zip(rows, values))
     return issues
+
+
+def write_data_docs(result, path: Path) -> None:
+    """One self-contained HTML page of the validation result, rendered by GX."""
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    html = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def first_per_cell(issues: list[Issue]) -> list[Issue]:

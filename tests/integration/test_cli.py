@@ -54,6 +54,8 @@ def test_validate_an_invalid_file_exits_1_with_a_report(capsys, cdp_url, demo_wo
     assert [(r["row"], r["code"]) for r in report] == [
         ("2", "invalid_date"), ("2", "invalid_email"), ("2", "phone_not_international"),
         ("2", "invalid_attribute_value"), ("3", "duplicate_user_id")]  # by row, then column
+    docs = open(result["data_docs"], encoding="utf-8").read()  # GX's page beside the report
+    assert "<html" in docs and "user_id" in docs
     phone = next(r for r in report if r["code"] == "phone_not_international")
     assert "886911223344" in phone["message"] and "國碼" in phone["message"]
 

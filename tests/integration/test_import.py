@@ -53,6 +53,7 @@ def test_invalid_user_id_rejects_the_file_and_writes_nothing(cdp_url, demo_works
     report = open(record["error_report"], encoding="utf-8-sig").read().splitlines()
     assert report[0] == "row,column,value,code,message"
     assert report[1].startswith("3,LINE User ID,U-not-a-line-id,invalid_user_id,")
+    assert "U-not-a-line-id" in (Path(record["work_dir"]) / "data_docs.html").read_text(encoding="utf-8")
     after = table_counts(cdp_url)
     assert after.pop("imports") == before.pop("imports") + 1
     assert after == before
