@@ -96,6 +96,12 @@ def _database(pg_server: str, template: str | None):
 
 
 @pytest.fixture
+def second_cdp_url(pg_server, template_db) -> str:
+    """Another migrated database, for comparing with a clean run."""
+    yield from _database(pg_server, template_db)
+
+
+@pytest.fixture
 def demo_workspace(cdp_url):
     with db.transaction(cdp_url) as conn:
         return workspaces.apply(conn, workspaces.load_file(EXAMPLES / "demo-workspace.yaml"))
