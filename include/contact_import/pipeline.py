@@ -213,19 +213,20 @@ def _load(conn, import_id: str) -> tuple[dict[str, Any], workspaces.Workspace, P
 
 
 def task_detect_encoding(url: str, import_id: str) -> dict[str, Any]:
-    started = time.monotonic()
+    timings: dict[str, float] = {}
     with db.transaction(url) as conn:
         record, ws, work_dir = _load(conn, import_id)
         if record["status"] in jobs.FINISHED:
             raise StageError(f"import {import_id} is already {record['status']}")
         jobs.set_status(conn, import_id, jobs.VALIDATING)
     try:
-        info = detect(Path(record["file_uri"]), work_dir)
+        with timed(timings, "detect_encoding"):
+            info = detect(Path(record["file_uri"]), work_dir)
     except ImportFileError as exc:
         _reject(url, import_id, work_dir, [exc.issue])
     with db.transaction(url) as conn:
         jobs.update(conn, import_id, encoding=info.encoding, delimiter=info.delimiter, total_rows=info.rows)
-    _record_timings(url, import_id, {"detect_encoding": round(time.monotonic() - started, 3)})
+    _record_timings(url, import_id, timings)
     return {"import_id": import_id, "encoding": info.encoding, "delimiter": info.delimiter, "rows": info.rows}
 
 
