@@ -14,11 +14,11 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
-from . import binding, config, db, encoding, jobs, upsert, validation, workspaces
+from . import binding, config, db, encoding, jobs, profiles, upsert, validation, workspaces
 from .channels import TAG_MODES, get_channel
 from .errors import ERROR, WARNING, ImportFileError, Issue
 from .mapping import ColumnMap, map_columns
@@ -55,8 +55,8 @@ class FileCheck:
 def timed(timings: dict[str, float] | None, step: str):
     started = time.monotonic()
     yield
-    if timings is not None:
-        timings[step] = round(time.monotonic() - started, 3)
+    if timings is not None:  # a step that runs once per chunk adds up
+        timings[step] = round(timings.get(step, 0.0) + time.monotonic() - started, 3)
 
 
 def _record_timings(url: str, import_id: str, timings: dict[str, float]) -> None:
@@ -81,37 +81,76 @@ def map_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: Path,
                        explicit)
 
 
+def _mapped_chunks(work_dir: Path, columns: dict[str, str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The file's mapped columns under their field names, trimmed, None for empty; index = file line."""
+    reader = pd.read_csv(work_dir / UTF8_NAME, dtype=str, keep_default_na=False, index_col="__row__",
+                         usecols=["__row__", *columns], encoding="utf-8", chunksize=chunk_rows)
+    for raw in reader:
+        raw.index = raw.index.astype(int)
+        yield raw.rename(columns=columns).apply(lambda col: col.str.strip()).replace("", None).astype(object)
+
+
+def _normalised_csv(normalised: pd.DataFrame) -> pd.DataFrame:
+    # tags: a list as JSON; "" (an empty cell that clears tags in overwrite mode) as []
+    return normalised.assign(tags=[json.dumps(t, ensure_ascii=False) if t is not None and t != "" else
+                                   ("[]" if t == "" else None) for t in normalised["tags"]])
+
+
 def validate_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: Path,
                   columns: dict[str, str], timings: dict[str, float] | None = None) -> list[Issue]:
-    """Normalise, run the GX suite and the binding checks; write normalised.csv when clean."""
+    """Normalise, run the GX suite and the binding checks chunk by chunk; write normalised.csv when clean.
+
+    Memory follows the chunk, not the file: what spans chunks (duplicate User IDs, rows
+    sharing a profile) is collected as the chunks pass.
+    """
     channel = get_channel(channel_name)
-    with timed(timings, "validate.read"):
-        raw = pd.read_csv(work_dir / UTF8_NAME, dtype=str, keep_default_na=False, index_col="__row__",
-                          usecols=["__row__", *columns], encoding="utf-8")
-        raw.index = raw.index.astype(int)
-        frame = raw.rename(columns=columns).apply(lambda col: col.str.strip()).replace("", None).astype(object)
     headers = {target: header for header, target in columns.items()}
     attributes = workspaces.attributes(conn, ws.id)
-    with timed(timings, "validate.normalise"):
-        normaliser = validation.Normaliser(channel, attributes, ws.default_region)
-        normalised, issues = normaliser.normalise(frame, headers)
-    with timed(timings, "validate.bindings"):
-        issues += binding.check(conn, ws, channel, normalised, headers)
-    with timed(timings, "validate.expectations"):
-        omo = channel.omo_binding and ws.omo_enabled
-        generated = validation.workspace_expectations(
-            attributes, workspaces.teammate_emails(conn, ws.id) if omo else None,
-            workspaces.store_codes(conn, ws.id) if omo else None)
-        (work_dir / DATA_DOCS_NAME).unlink(missing_ok=True)
-        issues += validation.run_suite(frame, channel, headers, generated, work_dir / DATA_DOCS_NAME)
+    normaliser = validation.Normaliser(channel, attributes, ws.default_region)
+    omo = channel.omo_binding and ws.omo_enabled
+    generated = validation.workspace_expectations(
+        attributes, workspaces.teammate_emails(conn, ws.id) if omo else None,
+        workspaces.store_codes(conn, ws.id) if omo else None)
+    data_docs = work_dir / DATA_DOCS_NAME
+    data_docs.unlink(missing_ok=True)
+    user_ids = validation.UserIds()
+    shared = profiles.SharedProfiles()
+    unfolded = work_dir / (NORMALISED_NAME + ".unfolded")
+    issues: list[Issue] = []
+    with unfolded.open("w", encoding="utf-8", newline="") as out:
+        chunks = _mapped_chunks(work_dir, columns, config.validate_chunk_rows())
+        for number, frame in enumerate(_timed_iter(chunks, timings, "validate.read")):
+            found: list[Issue] = []
+            with timed(timings, "validate.normalise"):
+                normalised, found_here = normaliser.normalise(frame, headers)
+                found += found_here
+            with timed(timings, "validate.bindings"):
+                found += binding.check(conn, ws, channel, normalised, headers)
+            with timed(timings, "validate.expectations"):
+                found += validation.run_suite(frame, channel, headers, generated,
+                                              None if data_docs.exists() else data_docs, user_ids)
+            issues += found
+            if not any(i.severity == ERROR for i in issues):
+                with timed(timings, "validate.write"):
+                    shared.add(normalised["email"], normalised["phone"])
+                    _normalised_csv(normalised).to_csv(out, index=False, header=number == 0)
     issues = validation.first_per_cell(issues)
-    if not any(i.severity == ERROR for i in issues):
-        normalised = upsert.fold_shared_profiles(normalised)
-        out = normalised.assign(tags=[json.dumps(t, ensure_ascii=False) if t is not None and t != "" else
-                                      ("[]" if t == "" else None) for t in normalised["tags"]])
-        out.to_csv(work_dir / (NORMALISED_NAME + ".tmp"), index=False, encoding="utf-8")
-        (work_dir / (NORMALISED_NAME + ".tmp")).replace(work_dir / NORMALISED_NAME)
+    if any(i.severity == ERROR for i in issues):
+        unfolded.unlink()
+    else:
+        with timed(timings, "validate.fold"):
+            profiles.fold_file(unfolded, work_dir / NORMALISED_NAME, shared.groups(), config.chunk_rows())
     return issues
+
+
+def _timed_iter(items: Iterable, timings: dict[str, float] | None, step: str) -> Iterator:
+    iterator = iter(items)
+    while True:
+        with timed(timings, step):
+            item = next(iterator, None)
+        if item is None:
+            return
+        yield item
 
 
 def preview(url: str, ws: workspaces.Workspace, channel_name: str, tag_mode: str,

@@ -19,9 +19,9 @@ import pandas as pd
 
 from .channels import Channel
 from .errors import Issue
+from .profiles import PROFILE
 from .workspaces import Workspace
 
-PROFILE = ("name", "email", "phone", "gender", "birthday")
 COUNTS = ("created", "updated", "unchanged", "customers_created", "tags_added", "tags_removed")
 LOCK_NAMESPACE = 74_616  # pg_advisory_lock(namespace, workspace_id): one import per workspace at a time
 
@@ -226,46 +226,6 @@ class Upserter:
                        CREATE TEMP TABLE IF NOT EXISTS stage_tags (user_id text, tag text, op text)
                            ON COMMIT DELETE ROWS;
                        TRUNCATE stage_customers, stage_contacts, stage_tags;""")
-
-
-def fold_shared_profiles(frame: pd.DataFrame) -> pd.DataFrame:
-    """Give rows of the file that share an email or phone the profile they end with.
-
-    Such rows share one customer and overwrite its fields in file order; the last
-    non-empty value of each field (and each attribute key) wins. Writing that end
-    state on every row of the group means a re-import of the same file finds each
-    row equal to what is stored, instead of flipping the profile back and forth.
-    """
-    parent = list(range(len(frame)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for key in ("email", "phone"):
-        first: dict[str, int] = {}
-        for i, (value, present) in enumerate(zip(frame[key], frame[key].notna())):
-            if present:  # empty cells are None or NaN, and NaN would match NaN here
-                j = first.setdefault(value, i)
-                if j != i:
-                    parent[root(i)] = root(j)
-    roots = pd.Series([root(i) for i in range(len(frame))], index=frame.index)
-    shared = roots.duplicated(keep=False)
-    if not shared.any():
-        return frame
-    frame = frame.copy()
-    groups = frame[shared].assign(_group=roots[shared])
-    last = groups.groupby("_group")[list(PROFILE)].last()  # last non-null per column, in file order
-    frame.loc[shared, list(PROFILE)] = last.loc[groups["_group"]].to_numpy()
-    merged: dict[int, dict] = {}
-    for group, attributes, present in zip(groups["_group"], groups["attributes"], groups["attributes"].notna()):
-        if present:
-            merged.setdefault(group, {}).update(json.loads(attributes))
-    frame.loc[shared, "attributes"] = [json.dumps(merged[g], ensure_ascii=False) if g in merged else None
-                                       for g in groups["_group"]]
-    return frame
 
 
 def read_normalised(path, chunk_rows: int) -> Iterable[pd.DataFrame]:

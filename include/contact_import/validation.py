@@ -107,14 +107,17 @@ def _validation_definition(suite_json: str):
 
 
 def run_suite(frame: pd.DataFrame, channel: Channel, headers: dict[str, str],
-              generated: list[dict] = (), data_docs: Path | None = None) -> list[Issue]:
+              generated: list[dict] = (), data_docs: Path | None = None,
+              user_ids: "UserIds | None" = None) -> list[Issue]:
     """Run the channel's suite plus `generated` expectations on the mapped frame.
 
     frame: index = file line, None = empty cell; headers: field -> the file's header,
     which the report names. Expectations on columns the file does not have are left out.
     When an expectation fails and `data_docs` is given, GX's own page of the result is
-    written there (the Data Docs that sit beside the error report).
+    written there (the Data Docs that sit beside the error report). `user_ids` carries
+    the User IDs of the file's earlier chunks, so uniqueness holds across the file.
     """
+    user_ids = user_ids or UserIds()
     spec = load_suite_spec(channel)
     spec["expectations"] = [e for e in [*spec["expectations"], *generated]
                             if e["kwargs"]["column"] in frame.columns or e["kwargs"]["column"] == USER_ID]
@@ -139,12 +142,31 @@ def run_suite(frame: pd.DataFrame, channel: Channel, headers: dict[str, str],
         rows = outcome.result.get("unexpected_index_list") or []
         values = outcome.result.get("unexpected_list") or []
         if code == "duplicate_user_id":
-            issues.extend(_duplicates(rows, values, column))
+            issues.extend(_duplicates(rows, values, column, user_ids.first))
             continue
         issues.extend(Issue(code, int(row), column, "" if value is None else str(value),
                             {"channel": channel.label, **meta.get("params", {})})
                       for row, value in zip(rows, values))
+    if USER_ID in frame:
+        issues.extend(user_ids.check(frame[USER_ID], headers.get(USER_ID, USER_ID)))
     return issues
+
+
+class UserIds:
+    """The first file line of each User ID in the chunks validated so far."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, int] = {}
+
+    def check(self, ids: pd.Series, column: str) -> list[Issue]:
+        """Rows repeating a User ID of an earlier chunk (GX sees one chunk); then remember this chunk's."""
+        earlier = self.first
+        issues = [Issue("duplicate_user_id", int(row), column, value, {"first_row": earlier[value]})
+                  for row, value in zip(ids.index, ids) if value is not None and value in earlier]
+        for row, value in zip(ids.index, ids):
+            if value is not None:
+                earlier.setdefault(value, int(row))
+        return issues
 
 
 def write_data_docs(result, path: Path) -> None:
@@ -173,12 +195,14 @@ def first_per_cell(issues: list[Issue]) -> list[Issue]:
     return kept
 
 
-def _duplicates(rows, values, column) -> list[Issue]:
-    """GX flags every copy; the report flags the later ones and names the first."""
+def _duplicates(rows, values, column, earlier: dict[str, int]) -> list[Issue]:
+    """GX flags every copy in the chunk; the report flags the later ones and names the first."""
     first: dict[str, int] = {}
     issues = []
     for row, value in sorted(zip(map(int, rows), values)):
-        if value in first:
+        if value in earlier:
+            issues.append(Issue("duplicate_user_id", row, column, value, {"first_row": earlier[value]}))
+        elif value in first:
             issues.append(Issue("duplicate_user_id", row, column, value, {"first_row": first[value]}))
         else:
             first[value] = row
