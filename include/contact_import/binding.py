@@ -58,6 +58,15 @@ def check(conn, ws: Workspace, channel: Channel, normalised: pd.DataFrame, heade
     return issues
 
 
+def _stage(cur, rows: pd.DataFrame) -> None:
+    from .upsert import copy_rows
+
+    cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_bindings"
+                " (user_id text, teammate text, store_code text) ON COMMIT DELETE ROWS")
+    cur.execute("TRUNCATE stage_bindings")
+    copy_rows(cur, "stage_bindings", rows[["user_id", "binding_teammate", "store_code"]].itertuples(index=False))
+
+
 def apply(conn, ws: Workspace, channel: Channel, rows: pd.DataFrame) -> dict[str, int]:
     """Bind, rebind or unbind the contacts of `rows` (columns user_id, binding_teammate, store_code).
 
@@ -66,12 +75,8 @@ def apply(conn, ws: Workspace, channel: Channel, rows: pd.DataFrame) -> dict[str
     rows = rows[rows["binding_teammate"].notna()]
     if rows.empty:
         return {"bound": 0, "unbound": 0}
-    from .upsert import copy_rows
-
     with conn.cursor() as cur:
-        cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_bindings"
-                    " (user_id text, teammate text, store_code text) ON COMMIT DELETE ROWS")
-        copy_rows(cur, "stage_bindings", rows[["user_id", "binding_teammate", "store_code"]].itertuples(index=False))
+        _stage(cur, rows)
         cur.execute("""DELETE FROM cdp.bindings b USING stage_bindings s, cdp.contacts c
                        WHERE s.teammate = %s AND c.workspace_id = %s AND c.channel = %s
                          AND c.channel_user_id = s.user_id AND b.contact_id = c.id""",
@@ -90,5 +95,28 @@ def apply(conn, ws: Workspace, channel: Channel, rows: pd.DataFrame) -> dict[str
                              IS DISTINCT FROM (EXCLUDED.teammate_id, EXCLUDED.store_id)""",
                     {"ws": ws.id, "ch": channel.name, "unassigned": UNASSIGNED})
         bound = cur.rowcount
-        cur.execute("TRUNCATE stage_bindings")
+    return {"bound": bound, "unbound": unbound}
+
+
+def count_changes(conn, ws: Workspace, channel: Channel, rows: pd.DataFrame) -> dict[str, int]:
+    """What `apply` would count once the rows' contacts exist, without writing: the preview.
+
+    A contact the import is about to create has no binding yet."""
+    rows = rows[rows["binding_teammate"].notna()]
+    if rows.empty:
+        return {"bound": 0, "unbound": 0}
+    with conn.cursor() as cur:
+        _stage(cur, rows)
+        cur.execute("""SELECT count(*) FILTER (WHERE s.teammate = %(unassigned)s AND b.contact_id IS NOT NULL),
+                              count(*) FILTER (WHERE s.teammate <> %(unassigned)s AND t.id IS NOT NULL
+                                               AND st.id IS NOT NULL
+                                               AND (b.teammate_id, b.store_id) IS DISTINCT FROM (t.id, st.id))
+                       FROM stage_bindings s
+                       LEFT JOIN cdp.contacts c ON c.workspace_id = %(ws)s AND c.channel = %(ch)s
+                                               AND c.channel_user_id = s.user_id
+                       LEFT JOIN cdp.bindings b ON b.contact_id = c.id
+                       LEFT JOIN cdp.teammates t ON t.workspace_id = %(ws)s AND lower(t.email) = lower(s.teammate)
+                       LEFT JOIN cdp.stores st ON st.workspace_id = %(ws)s AND st.code = s.store_code""",
+                    {"ws": ws.id, "ch": channel.name, "unassigned": UNASSIGNED})
+        unbound, bound = cur.fetchone()
     return {"bound": bound, "unbound": unbound}

@@ -155,9 +155,11 @@ def _timed_iter(items: Iterable, timings: dict[str, float] | None, step: str) ->
 
 def preview(url: str, ws: workspaces.Workspace, channel_name: str, tag_mode: str,
             work_dir: Path) -> tuple[dict[str, int], list[Issue]]:
-    """What the import will do: the import itself, run in a transaction that is rolled back.
+    """What the import will do, planned by the import's own code without writing.
 
-    Running the same code is what makes the preview's counts equal the import's.
+    The upsert's planning pass runs as a dry run (upsert.Upserter), so its counts and
+    warnings are the import's; the workspace lock keeps other imports from changing
+    the workspace while it reads.
     """
     channel = get_channel(channel_name)
     warnings: list[Issue] = []
@@ -166,17 +168,17 @@ def preview(url: str, ws: workspaces.Workspace, channel_name: str, tag_mode: str
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (upsert.LOCK_NAMESPACE, ws.id))
         counts = upsert.run(conn, ws, channel, tag_mode, work_dir / NORMALISED_NAME, config.chunk_rows(),
-                            on_chunk=lambda number, chunk, plan: warnings.extend(plan.warnings), commit=False)
-        return counts | _bind(conn, ws, channel, work_dir), warnings
+                            on_chunk=lambda number, chunk, plan: warnings.extend(plan.warnings), dry_run=True)
+        return counts | _bindings(conn, ws, channel, work_dir, binding.count_changes), warnings
     finally:
         conn.rollback()
         conn.close()
 
 
-def _bind(conn, ws, channel, work_dir) -> dict[str, int]:
+def _bindings(conn, ws, channel, work_dir, action=binding.apply) -> dict[str, int]:
     totals = {"bound": 0, "unbound": 0}
-    for chunk in upsert.read_normalised(work_dir / NORMALISED_NAME, config.chunk_rows()):
-        for key, value in binding.apply(conn, ws, channel, chunk).items():
+    for chunk in upsert.read_normalised(work_dir / NORMALISED_NAME, config.chunk_rows(), decode=False):
+        for key, value in action(conn, ws, channel, chunk).items():
             totals[key] += value
     return totals
 
@@ -342,7 +344,7 @@ def task_upsert_contacts(url: str, import_id: str) -> dict[str, Any]:
 def task_bind_teammates(url: str, import_id: str) -> dict[str, Any]:
     with db.transaction(url) as conn:
         record, ws, work_dir = _load(conn, import_id)
-        counts = _bind(conn, ws, get_channel(record["channel"]), work_dir)
+        counts = _bindings(conn, ws, get_channel(record["channel"]), work_dir)
         jobs.update(conn, import_id, result={**(record["result"] or {}), **counts})
     return {"import_id": import_id, **counts}
 
