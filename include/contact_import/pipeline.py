@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import pandas as pd
+import psycopg2.errors
 
-from . import binding, config, db, encoding, jobs, profiles, upsert, validation, workspaces
+from . import binding, config, db, encoding, interruption, jobs, profiles, upsert, validation, workspaces
 from .channels import TAG_MODES, get_channel
 from .errors import ERROR, WARNING, ImportFileError, Issue
 from .mapping import ColumnMap, map_columns
@@ -327,10 +328,18 @@ def task_upsert_contacts(url: str, import_id: str) -> dict[str, Any]:
         upserter = upsert.Upserter(conn, ws, channel, record["tag_mode"])
         upserter.lock_workspace()
         try:
-            upsert.run(conn, ws, channel, record["tag_mode"], work_dir / NORMALISED_NAME, config.chunk_rows(),
-                       start_after_chunk=record["last_chunk"], on_chunk=checkpoint, should_stop=cancelled)
+            with interruption.stop_on_signals(conn) as stop:
+                upsert.run(conn, ws, channel, record["tag_mode"], work_dir / NORMALISED_NAME, config.chunk_rows(),
+                           start_after_chunk=record["last_chunk"], on_chunk=checkpoint,
+                           should_stop=lambda: stop.is_set() or cancelled())
         except upsert.Cancelled:
-            raise StageError(f"import {import_id} was cancelled") from None
+            if not stop.is_set():
+                raise StageError(f"import {import_id} was cancelled") from None
+            _stopped(conn, import_id)
+        except (interruption.Stopped, psycopg2.errors.QueryCanceled):
+            if not stop.is_set():  # a statement cancelled by someone else is a crash, not a stop
+                raise
+            _stopped(conn, import_id)
         finally:
             conn.rollback()
             upserter.unlock_workspace()
@@ -339,6 +348,16 @@ def task_upsert_contacts(url: str, import_id: str) -> dict[str, Any]:
         return {"import_id": import_id, "processed_rows": record["processed_rows"]}
     finally:
         conn.close()
+
+
+def _stopped(conn, import_id: str) -> None:
+    """Airflow stopped the task (marked failed or cleared): the chunk in flight is rolled
+    back, the committed ones stay, and the import ends cancelled."""
+    conn.rollback()
+    jobs.set_status(conn, import_id, jobs.CANCELLED,
+                    message="stopped by Airflow (task marked failed or cleared) during upsert_contacts")
+    conn.commit()
+    raise StageError(f"import {import_id} was stopped during upsert_contacts; committed chunks are kept")
 
 
 def task_bind_teammates(url: str, import_id: str) -> dict[str, Any]:

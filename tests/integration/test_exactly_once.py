@@ -118,3 +118,52 @@ def test_two_imports_into_one_workspace_serialise_and_both_complete(cdp_url, dem
     expected = "Renamed {}" if first_then_second else "Person {}"
     unshared = [n for n in range(0, 2000, 2) if n % 20 != 12]  # row n+7 shares row 12's profile (big_file)
     assert all(contacts[line_id(n)]["name"] == expected.format(n) for n in unshared)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_airflow_stopping_the_upsert_ends_it_cancelled_with_the_committed_rows(cdp_url, demo_workspace, tmp_path,
+                                                                              monkeypatch, signum):
+    """Airflow stops a task it marks failed or clears with SIGINT, then SIGTERM: the chunk in
+    flight rolls back, committed chunks stay, processed_rows says how many."""
+    monkeypatch.setenv("CONTACT_IMPORT_CHUNK_ROWS", "100")
+    path = big_file(tmp_path / "big.csv")
+    import_id = prepared_import(cdp_url, path)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; from contact_import import pipeline;"
+                              " pipeline.task_upsert_contacts(sys.argv[1], sys.argv[2])", cdp_url, import_id],
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while processed(cdp_url, import_id) < 500 and child.poll() is None:
+        assert time.monotonic() < deadline, "the upsert made no progress"
+        time.sleep(0.01)
+    os.kill(child.pid, signum)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 1, stderr  # StageError: the DAG's task fails with its message
+    assert "was stopped during upsert_contacts" in stderr
+    with db.transaction(cdp_url) as conn:
+        record = jobs.get(conn, import_id)
+    contacts = exported(cdp_url)
+    assert record["status"] == jobs.CANCELLED and "stopped by Airflow" in record["message"]
+    assert 500 <= record["processed_rows"] < 3000
+    assert len(contacts) == record["processed_rows"] == record["result"]["created"]
+    # a stopped import stays stopped: Airflow running the task again does nothing
+    with pytest.raises(pipeline.StageError, match="cancelled"):
+        pipeline.task_upsert_contacts(cdp_url, import_id)
+    assert len(exported(cdp_url)) == len(contacts)
+
+
+def test_a_stop_signal_cancels_the_statement_in_flight(cdp_url):
+    """A chunk's merge can run for seconds; the stop must not wait for it (Airflow sends
+    SIGKILL a few seconds after SIGINT). pg_sleep stands in for a long statement."""
+    code = ("import sys, psycopg2; from contact_import import interruption\n"
+            "conn = psycopg2.connect(sys.argv[1])\n"
+            "try:\n"
+            "    with interruption.stop_on_signals(conn):\n"
+            "        print('sleeping', flush=True); conn.cursor().execute('SELECT pg_sleep(600)')\n"
+            "except (interruption.Stopped, psycopg2.errors.QueryCanceled) as exc:\n"
+            "    print('stopped', type(exc).__name__)\n")
+    child = subprocess.Popen([sys.executable, "-c", code, cdp_url], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "sleeping"
+    time.sleep(0.5)  # let the statement reach the server
+    os.kill(child.pid, signal.SIGINT)
+    out, _ = child.communicate(timeout=300)  # a hang guard: uncancelled, the statement runs 600 s
+    assert out.startswith("stopped") and child.returncode == 0
