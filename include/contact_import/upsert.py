@@ -50,7 +50,8 @@ class ChunkPlan:
     new_customers: dict[int, dict] = field(default_factory=dict)
     changed_customers: dict[int, dict] = field(default_factory=dict)
     new_contacts: list[tuple[str, int]] = field(default_factory=list)
-    tag_changes: list[tuple[str, str, str]] = field(default_factory=list)  # user_id, tag, add|remove
+    # (contact id, or None for a contact this chunk creates; user_id, tag, add|remove)
+    tag_changes: list[tuple[int | None, str, str, str]] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
     carried: dict[int, dict] = field(default_factory=dict)  # dry run: customers later rows may see again
 
@@ -172,8 +173,9 @@ class Upserter:
             current = existing[2] if existing else set()
             wanted = self._wanted_tags(current, r["tags"])
             added, removed = wanted - current, current - wanted
-            plan.tag_changes += [(r["user_id"], t, "add") for t in sorted(added)]
-            plan.tag_changes += [(r["user_id"], t, "remove") for t in sorted(removed)]
+            contact_id = existing[0] if existing else None
+            plan.tag_changes += [(contact_id, r["user_id"], t, "add") for t in sorted(added)]
+            plan.tag_changes += [(contact_id, r["user_id"], t, "remove") for t in sorted(removed)]
             plan.counts["tags_added"] += len(added)
             plan.counts["tags_removed"] += len(removed)
             if existing is None:
@@ -230,39 +232,41 @@ class Upserter:
                                    updated_at = now()
                                FROM stage_customers s WHERE NOT s.is_new AND c.id = s.id
                                  AND c.workspace_id = %s""", (self.ws.id,))
+            new_contact_ids = {}
             if plan.new_contacts:
-                copy_rows(cur, "stage_contacts", ((uid, real_ids.get(cid, cid)) for uid, cid in plan.new_contacts))
-                cur.execute("""INSERT INTO cdp.contacts (workspace_id, channel, channel_user_id, customer_id)
-                               SELECT %s, %s, user_id, customer_id FROM stage_contacts""",
+                # ids taken up front, so the tag rows below name their contact without a join on user_id
+                cur.execute("SELECT nextval('cdp.contacts_id_seq') FROM generate_series(1, %s)",
+                            (len(plan.new_contacts),))
+                new_contact_ids = {uid: i for (uid, _), (i,) in zip(plan.new_contacts, cur.fetchall())}
+                copy_rows(cur, "stage_contacts", ((new_contact_ids[uid], uid, real_ids.get(cid, cid))
+                                                  for uid, cid in plan.new_contacts))
+                cur.execute("""INSERT INTO cdp.contacts (id, workspace_id, channel, channel_user_id, customer_id)
+                               SELECT id, %s, %s, user_id, customer_id FROM stage_contacts""",
                             (self.ws.id, self.channel.name))
             if plan.tag_changes:
-                copy_rows(cur, "stage_tags", plan.tag_changes)
+                copy_rows(cur, "stage_tags", ((contact_id or new_contact_ids[uid], tag, op)
+                                              for contact_id, uid, tag, op in plan.tag_changes))
                 cur.execute("""INSERT INTO cdp.tags (workspace_id, name)
                                SELECT DISTINCT %s, tag FROM stage_tags WHERE op = 'add'
                                ON CONFLICT (workspace_id, name) DO NOTHING""", (self.ws.id,))
                 cur.execute("""INSERT INTO cdp.contact_tags (contact_id, tag_id)
-                               SELECT c.id, t.id FROM stage_tags s
-                               JOIN cdp.contacts c ON c.workspace_id = %(ws)s AND c.channel = %(ch)s
-                                                  AND c.channel_user_id = s.user_id
-                               JOIN cdp.tags t ON t.workspace_id = %(ws)s AND t.name = s.tag
-                               WHERE s.op = 'add' ON CONFLICT DO NOTHING""",
-                            {"ws": self.ws.id, "ch": self.channel.name})
-                cur.execute("""DELETE FROM cdp.contact_tags ct USING stage_tags s, cdp.contacts c, cdp.tags t
-                               WHERE s.op = 'remove' AND c.workspace_id = %(ws)s AND c.channel = %(ch)s
-                                 AND c.channel_user_id = s.user_id AND t.workspace_id = %(ws)s
-                                 AND t.name = s.tag AND ct.contact_id = c.id AND ct.tag_id = t.id""",
-                            {"ws": self.ws.id, "ch": self.channel.name})
-        self._first_row_of_customer.update(
-            {real_ids[k]: v for k, v in self._first_row_of_customer.items() if k in real_ids})
+                               SELECT s.contact_id, t.id FROM stage_tags s
+                               JOIN cdp.tags t ON t.workspace_id = %s AND t.name = s.tag
+                               WHERE s.op = 'add' ON CONFLICT DO NOTHING""", (self.ws.id,))
+                cur.execute("""DELETE FROM cdp.contact_tags ct USING stage_tags s, cdp.tags t
+                               WHERE s.op = 'remove' AND t.workspace_id = %s AND t.name = s.tag
+                                 AND ct.contact_id = s.contact_id AND ct.tag_id = t.id""", (self.ws.id,))
+        first = self._first_row_of_customer
+        first.update({real_ids[k]: first.pop(k) for k in real_ids if k in first})
 
     @staticmethod
     def _create_stage_tables(cur) -> None:
         cur.execute("""CREATE TEMP TABLE IF NOT EXISTS stage_customers (id bigint, is_new boolean, name text,
                            email text, phone text, gender text, birthday date, attributes jsonb)
                            ON COMMIT DELETE ROWS;
-                       CREATE TEMP TABLE IF NOT EXISTS stage_contacts (user_id text, customer_id bigint)
+                       CREATE TEMP TABLE IF NOT EXISTS stage_contacts (id bigint, user_id text, customer_id bigint)
                            ON COMMIT DELETE ROWS;
-                       CREATE TEMP TABLE IF NOT EXISTS stage_tags (user_id text, tag text, op text)
+                       CREATE TEMP TABLE IF NOT EXISTS stage_tags (contact_id bigint, tag text, op text)
                            ON COMMIT DELETE ROWS;
                        TRUNCATE stage_customers, stage_contacts, stage_tags;""")
 
