@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import pandas as pd
+from psycopg2 import sql
 
 from .channels import Channel
 from .errors import Issue
@@ -102,18 +103,21 @@ class Upserter:
 
     def _owners(self, cur, key: str, values: set[str]) -> dict[str, int]:
         """The customer each email (phone) matches: the oldest one holding it."""
-        if not self.dry_run:
-            cur.execute(f"SELECT {key}, min(id) FROM cdp.customers WHERE workspace_id = %s AND {key} = ANY(%s)"
-                        f" GROUP BY {key}", (self.ws.id, list(values)))
-            return dict(cur.fetchall())
-        cur.execute(f"SELECT {key}, array_agg(id) FROM cdp.customers WHERE workspace_id = %s AND {key} = ANY(%s)"
+        cur.execute(f"SELECT {key}, min(id) FROM cdp.customers WHERE workspace_id = %s AND {key} = ANY(%s)"
                     f" GROUP BY {key}", (self.ws.id, list(values)))
-        stored = dict(cur.fetchall())
+        owners = dict(cur.fetchall())
         holding = self._holding[key]
-        owners = {}
-        for value in values:
+        # dry run: where a carried customer holds the value or held it, the answer is worked out here
+        unsure = {v for v, i in owners.items() if i in self._carried} | {v for v in values if holding.get(v)}
+        if not unsure:
+            return owners
+        cur.execute(f"SELECT {key}, array_agg(id) FROM cdp.customers WHERE workspace_id = %s AND {key} = ANY(%s)"
+                    f" GROUP BY {key}", (self.ws.id, list(unsure)))
+        stored = dict(cur.fetchall())
+        for value in unsure:
             candidates = [i for i in stored.get(value, ()) if i not in self._carried]
             candidates += holding.get(value, ())
+            owners.pop(value, None)
             if candidates:  # new customers (negative placeholders) get ids after every stored one
                 owners[value] = min(candidates, key=lambda i: (0, i) if i > 0 else (1, -i))
         return owners
@@ -300,29 +304,30 @@ def related_rows(conn, ws: Workspace, channel: Channel, path, chunk_rows: int) -
     A row outside this set touches a customer no other row touches and looks up values
     no other row changes, so planning it against the database as it stands is exact.
     """
-    with conn.cursor() as cur:
-        cur.execute("CREATE TEMP TABLE preview_rows (row int, user_id text, email text, phone text)"
-                    " ON COMMIT DROP")
-        for chunk in read_normalised(path, chunk_rows, decode=False):
-            copy_rows(cur, "preview_rows", chunk[["row", "user_id", "email", "phone"]].itertuples(index=False),
-                      analyze=False)
+    with conn.cursor() as cur, open(path, encoding="utf-8", newline="") as file:
+        header = next(csv.reader(file))
+        file.seek(0)
+        cur.execute(sql.SQL("CREATE TEMP TABLE preview_rows ({}) ON COMMIT DROP").format(
+            sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(column)) for column in header)))
+        cur.copy_expert("COPY preview_rows FROM STDIN WITH (FORMAT csv, HEADER true)", file)
         cur.execute("ANALYZE preview_rows")
+        cur.execute("SET LOCAL work_mem = '256MB'")  # the grouping below sorts on disk otherwise
         cur.execute("""WITH keys AS (
                            SELECT s.row, 'c' || c.customer_id AS key FROM preview_rows s
                            JOIN cdp.contacts c ON c.workspace_id = %(ws)s AND c.channel = %(ch)s
                                               AND c.channel_user_id = s.user_id
-                           UNION ALL
+                           UNION
                            SELECT s.row, 'c' || cu.id FROM preview_rows s
                            JOIN cdp.customers cu ON cu.workspace_id = %(ws)s AND cu.email = s.email
-                           UNION ALL
+                           UNION
                            SELECT s.row, 'c' || cu.id FROM preview_rows s
                            JOIN cdp.customers cu ON cu.workspace_id = %(ws)s AND cu.phone = s.phone
-                           UNION ALL
-                           SELECT row, 'e' || email FROM preview_rows WHERE email IS NOT NULL
-                           UNION ALL
-                           SELECT row, 'p' || phone FROM preview_rows WHERE phone IS NOT NULL),
-                       shared AS (SELECT key FROM keys GROUP BY key HAVING count(DISTINCT row) > 1)
-                       SELECT DISTINCT row FROM keys JOIN shared USING (key)""",
+                           UNION
+                           SELECT row, 'e' || email FROM preview_rows WHERE email <> ''
+                           UNION
+                           SELECT row, 'p' || phone FROM preview_rows WHERE phone <> ''),
+                       shared AS (SELECT key FROM keys GROUP BY key HAVING count(*) > 1)
+                       SELECT DISTINCT row::int FROM keys JOIN shared USING (key)""",
                     {"ws": ws.id, "ch": channel.name})
         return {row for (row,) in cur.fetchall()}
 
