@@ -33,7 +33,7 @@ def chunk_rows() -> int:
 def validate_chunk_rows() -> int:
     """Rows validated at a time: bounds validation's memory, large enough that the
     GX suite's fixed cost per batch stays small."""
-    return int(os.environ.get("CONTACT_IMPORT_VALIDATE_CHUNK_ROWS") or 200_000)
+    return int(os.environ.get("CONTACT_IMPORT_VALIDATE_CHUNK_ROWS") or 100_000)
 
 
 def max_upload_mb() -> int:

@@ -161,7 +161,9 @@ class Upserter:
                     customers[customer_id] = {"attributes": {}}
                     plan.new_customers[customer_id] = customers[customer_id]
                     plan.counts["customers_created"] += 1
-            first = self._first_row_of_customer.setdefault(customer_id, r["row"])
+            # a dry run knows which rows can share a customer; the others need no memory of it
+            first = (self._first_row_of_customer.setdefault(customer_id, r["row"])
+                     if not self.dry_run or r["row"] in self._related else r["row"])
             if first != r["row"]:
                 via = "email" if r["email"] and by_email.get(r["email"]) == customer_id else "phone"
                 plan.warnings.append(Issue("profile_shared", r["row"], via, r.get(via) or "",

@@ -17,12 +17,14 @@ import re
 from pathlib import Path
 from string import Template
 
+import numpy as np
 import pandas as pd
 
 from . import config, normalisation
 from .channels import Channel
 from .errors import ERROR, Issue
 from .mapping import ATTRIBUTE_PREFIX, USER_ID
+from .profiles import fingerprints
 from .workspaces import Attribute
 
 REPORT_COLUMNS = ("row", "column", "value", "code", "message")
@@ -129,6 +131,8 @@ def run_suite(frame: pd.DataFrame, channel: Channel, headers: dict[str, str],
                             result_format={"result_format": "COMPLETE"})
     if data_docs is not None and not result.success:
         write_data_docs(result, data_docs)
+    earlier = ({i.row: i for i in user_ids.check(frame[USER_ID], headers.get(USER_ID, USER_ID))}
+               if USER_ID in frame else {})
     issues: list[Issue] = []
     for outcome in result.results:
         if outcome.success:
@@ -142,31 +146,41 @@ def run_suite(frame: pd.DataFrame, channel: Channel, headers: dict[str, str],
         rows = outcome.result.get("unexpected_index_list") or []
         values = outcome.result.get("unexpected_list") or []
         if code == "duplicate_user_id":
-            issues.extend(_duplicates(rows, values, column, user_ids.first))
+            # a copy of an earlier chunk's User ID names the file's first row, not the chunk's
+            issues.extend(earlier.pop(issue.row, issue) for issue in _duplicates(rows, values, column))
             continue
         issues.extend(Issue(code, int(row), column, "" if value is None else str(value),
                             {"channel": channel.label, **meta.get("params", {})})
                       for row, value in zip(rows, values))
-    if USER_ID in frame:
-        issues.extend(user_ids.check(frame[USER_ID], headers.get(USER_ID, USER_ID)))
+    issues.extend(earlier.values())
     return issues
 
 
 class UserIds:
-    """The first file line of each User ID in the chunks validated so far."""
+    """The first file line of each User ID in the chunks validated so far (by fingerprint)."""
 
     def __init__(self) -> None:
-        self.first: dict[str, int] = {}
+        self._keys = np.empty(0, dtype="V16")  # sorted
+        self._first = np.empty(0, dtype=np.int64)  # file line of each key's first row
 
     def check(self, ids: pd.Series, column: str) -> list[Issue]:
         """Rows repeating a User ID of an earlier chunk (GX sees one chunk); then remember this chunk's."""
-        earlier = self.first
-        issues = [Issue("duplicate_user_id", int(row), column, value, {"first_row": earlier[value]})
-                  for row, value in zip(ids.index, ids) if value is not None and value in earlier]
-        for row, value in zip(ids.index, ids):
-            if value is not None:
-                earlier.setdefault(value, int(row))
+        keys, present = fingerprints(ids)
+        keys, rows, values = keys[present], ids.index.to_numpy()[present], ids.to_numpy(dtype=object)[present]
+        issues: list[Issue] = []
+        seen = np.zeros(len(keys), dtype=bool)
+        if len(self._keys):
+            at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+            seen = self._keys[at] == keys
+            issues = [Issue("duplicate_user_id", int(row), column, value, {"first_row": int(first)})
+                      for row, value, first in zip(rows[seen], values[seen], self._first[at[seen]])]
+        new_keys, first = np.unique(keys[~seen], return_index=True)
+        merged = np.concatenate([self._keys, new_keys])
+        order = np.argsort(merged, kind="stable")
+        self._keys = merged[order]
+        self._first = np.concatenate([self._first, rows[~seen][first]])[order]
         return issues
+
 
 
 def write_data_docs(result, path: Path) -> None:
@@ -195,14 +209,13 @@ def first_per_cell(issues: list[Issue]) -> list[Issue]:
     return kept
 
 
-def _duplicates(rows, values, column, earlier: dict[str, int]) -> list[Issue]:
-    """GX flags every copy in the chunk; the report flags the later ones and names the first."""
+def _duplicates(rows, values, column) -> list[Issue]:
+    """GX flags every copy in the chunk; the report flags the later ones and names the first.
+    (Copies of a User ID from an earlier chunk are UserIds.check's, which comes after.)"""
     first: dict[str, int] = {}
     issues = []
     for row, value in sorted(zip(map(int, rows), values)):
-        if value in earlier:
-            issues.append(Issue("duplicate_user_id", row, column, value, {"first_row": earlier[value]}))
-        elif value in first:
+        if value in first:
             issues.append(Issue("duplicate_user_id", row, column, value, {"first_row": first[value]}))
         else:
             first[value] = row
