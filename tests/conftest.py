@@ -95,6 +95,12 @@ def _database(pg_server: str, template: str | None):
     admin.close()
 
 
+@pytest.fixture(scope="module")
+def module_cdp_url(pg_server, template_db) -> str:
+    """A migrated database shared by one test module (the live API tests share one Airflow)."""
+    yield from _database(pg_server, template_db)
+
+
 @pytest.fixture
 def second_cdp_url(pg_server, template_db) -> str:
     """Another migrated database, for comparing with a clean run."""

@@ -279,12 +279,11 @@ def cmd_status(args) -> int:
 
 def cmd_cancel(args) -> int:
     with db.transaction(args.db) as conn:
-        record = jobs.get(conn, args.import_id)
-        if record["status"] in jobs.FINISHED:
-            _emit(args, {"import_id": args.import_id, "status": record["status"]},
-                  f"import {args.import_id} already {record['status']}")
+        try:
+            jobs.cancel(conn, args.import_id, "cancelled from the command line")
+        except jobs.AlreadyFinished as exc:
+            _emit(args, {"import_id": args.import_id, "status": jobs.get(conn, args.import_id)["status"]}, str(exc))
             return EXIT_INVALID
-        jobs.set_status(conn, args.import_id, jobs.CANCELLED, message="cancelled from the command line")
     _emit(args, {"import_id": args.import_id, "status": jobs.CANCELLED}, f"import {args.import_id} cancelled")
     return EXIT_OK
 

@@ -109,6 +109,19 @@ def set_status(conn, import_id: str, status: str, **fields: Any) -> None:
                         (import_id,))
 
 
+class AlreadyFinished(Exception):
+    """The import ended before it could be cancelled."""
+
+
+def cancel(conn, import_id: str, message: str, workspace_id: int | None = None) -> dict[str, Any]:
+    """Mark a waiting or running import cancelled; raises AlreadyFinished (and ImportNotFound)."""
+    record = get(conn, import_id, workspace_id)
+    if record["status"] in FINISHED:
+        raise AlreadyFinished(f"import {import_id} already {record['status']}")
+    set_status(conn, import_id, CANCELLED, message=message)
+    return get(conn, import_id)
+
+
 def summary(record: dict[str, Any]) -> dict[str, Any]:
     """The JSON shape of an import for the CLI and the API (SPEC section 6)."""
     out = {k: record.get(k) for k in ("id", "workspace", "channel", "tag_mode", "status", "source",

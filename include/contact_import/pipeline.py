@@ -212,9 +212,14 @@ def work_dir_for(import_id: str) -> Path:
     return path
 
 
+def upload_path(import_id: str, file_name: str) -> Path:
+    """Where an import's file is stored: a server-chosen name keeping only the extension."""
+    return work_dir_for(import_id) / ("upload" + "".join(Path(file_name).suffixes[-1:]).lower()[:8])
+
+
 def store_upload(source: Path, import_id: str) -> tuple[Path, str]:
     """Copy the file in under a server-chosen name; returns the stored path and its SHA-256."""
-    target = work_dir_for(import_id) / ("upload" + "".join(source.suffixes[-1:]).lower()[:8])
+    target = upload_path(import_id, source.name)
     digest = hashlib.sha256()
     with source.open("rb") as src, target.open("wb") as dst:
         for block in iter(lambda: src.read(1 << 20), b""):
@@ -223,27 +228,44 @@ def store_upload(source: Path, import_id: str) -> tuple[Path, str]:
     return target, digest.hexdigest()
 
 
-def create_import(url: str, *, workspace: str, channel: str, tag_mode: str, file: str,
-                  mapping: dict | None = None, require_approval: bool = False, source: str = "cli",
-                  import_id: str | None = None, dag_run_id: str | None = None) -> str:
-    """Store the file and record the import as waiting; raises ValueError / LookupError on bad input."""
+def check_options(channel: str, tag_mode: str, require_approval: bool) -> None:
+    """Raises ValueError / LookupError for options no import can run with."""
     get_channel(channel)
     if tag_mode not in TAG_MODES:
         raise ValueError(f"tag mode must be one of {', '.join(TAG_MODES)}")
     if require_approval:
         # Refused rather than ignored: an import someone wants approved must not run unapproved.
         raise ValueError("require_approval: the approval step is not available yet")
+
+
+def create_import(url: str, *, workspace: str, channel: str, tag_mode: str, file: str,
+                  mapping: dict | None = None, require_approval: bool = False, source: str = "cli",
+                  import_id: str | None = None, dag_run_id: str | None = None) -> str:
+    """Store the file and record the import as waiting; raises ValueError / LookupError on bad input."""
+    check_options(channel, tag_mode, require_approval)
     path = Path(file)
     if not path.is_file():
         raise ValueError(f"no such file: {file}")
     import_id = import_id or str(uuid.uuid4())
     with db.transaction(url) as conn:
+        workspaces.get(conn, workspace)
+    stored, sha = store_upload(path, import_id)
+    return record_upload(url, import_id=import_id, stored=stored, sha256=sha, file_name=path.name,
+                         workspace=workspace, channel=channel, tag_mode=tag_mode, mapping=mapping,
+                         require_approval=require_approval, source=source, dag_run_id=dag_run_id)
+
+
+def record_upload(url: str, *, import_id: str, stored: Path, sha256: str, file_name: str, workspace: str,
+                  channel: str, tag_mode: str, mapping: dict | None = None, require_approval: bool = False,
+                  source: str = "api", dag_run_id: str | None = None) -> str:
+    """Record an import whose file is already stored (`upload_path`) as waiting."""
+    check_options(channel, tag_mode, require_approval)
+    with db.transaction(url) as conn:
         ws = workspaces.get(conn, workspace)
-        stored, sha = store_upload(path, import_id)
         jobs.create(conn, workspace_id=ws.id, channel=channel, tag_mode=tag_mode, file_uri=str(stored),
-                    file_name=path.name, source=source, mapping=mapping, require_approval=require_approval,
+                    file_name=file_name, source=source, mapping=mapping, require_approval=require_approval,
                     import_id=import_id, dag_run_id=dag_run_id)
-        jobs.update(conn, import_id, file_sha256=sha, work_dir=str(stored.parent))
+        jobs.update(conn, import_id, file_sha256=sha256, work_dir=str(stored.parent))
     return import_id
 
 

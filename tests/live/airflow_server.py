@@ -1,0 +1,142 @@
+"""Start and stop `make airflow` (scripts/airflow_local.py) for the live tests."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import EXAMPLES, ROOT
+
+SCRIPT = ROOT / "scripts" / "airflow_local.py"
+SAMPLE = (EXAMPLES / "line-contacts.csv").resolve()
+PASSWORD = "live-test-password"
+STARTUP_TIMEOUT = 180  # seconds until /api/v2/version answers
+PARSE_TIMEOUT = 120  # until the dag-processor has listed DAG contact_import
+RUN_TIMEOUT = 300  # until the triggered run has finished
+STOP_TIMEOUT = 60  # after SIGTERM, before SIGKILL
+TASKS = ["detect_encoding", "map_columns", "validate", "upsert_contacts", "bind_teammates", "finalize"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def processes_using(home: Path) -> list[int]:
+    """Pids of live processes whose environment names this AIRFLOW_HOME: the ones this test started."""
+    marker = f"AIRFLOW_HOME={home.resolve()}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    pids.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return pids
+
+
+@dataclass
+class LocalAirflow:
+    proc: subprocess.Popen
+    base_url: str
+    home: Path
+    log: Path
+    leftovers: list[int] = field(default_factory=list)
+
+    def output(self, lines: int = 80) -> str:
+        text = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self) -> int | None:
+        """SIGTERM to the script's process group, SIGKILL after STOP_TIMEOUT; then no process may be left."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(10)
+        deadline = time.monotonic() + 15  # standalone's own group is swept by the script; allow for it
+        while (left := processes_using(self.home)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for pid in left:  # only processes carrying this test's own AIRFLOW_HOME
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.leftovers = left
+        return self.proc.returncode
+
+
+def wait_until(what: str, check, timeout: float, airflow: LocalAirflow, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if airflow.proc.poll() is not None:
+            pytest.fail(f"scripts/airflow_local.py exited with {airflow.proc.returncode} while waiting for"
+                        f" {what}:\n{airflow.output()}")
+        try:
+            value = check()
+        except httpx.TransportError:
+            value = None
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"no {what} after {timeout:.0f}s:\n{airflow.output()}")
+
+
+def task_logs(airflow: LocalAirflow, run_id: str) -> str:
+    logs = sorted((airflow.home / "logs" / "dag_id=contact_import").glob(f"run_id={run_id}/task_id=*/attempt=*.log"))
+    return "\n".join(f"== {p.parent.name}/{p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-15:])
+                     for p in logs)
+
+
+@contextmanager
+def running_airflow(tmp: Path, cdp_url: str, extra_env: dict[str, str] | None = None):
+    """scripts/airflow_local.py on free ports with its own AIRFLOW_HOME under `tmp`; stopped after."""
+    port = free_port()
+    home = tmp / "airflow"
+    env = dict(os.environ)
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "CONTACT_IMPORT_DATA_DIR": str(tmp / "data"),
+        "CONTACT_IMPORT_STORAGE": str(tmp / "files"),
+        "CDP_DATABASE_URL": cdp_url,
+        "AIRFLOW_PORT": str(port),
+        "AIRFLOW_ADMIN_PASSWORD": PASSWORD,
+        # Free ports for the log servers too, so a `make airflow` on this machine does not collide.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    })
+    env.pop("AIRFLOW__API__HOST", None)
+    log = tmp / "airflow_local.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, str(SCRIPT)], env=env, cwd=str(ROOT), stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    instance = LocalAirflow(proc, f"http://127.0.0.1:{port}", home, log)
+    try:
+        yield instance
+    finally:
+        instance.stop()
+        assert not instance.leftovers, f"Airflow processes left behind: {instance.leftovers}"

@@ -1,0 +1,196 @@
+"""The upload API (SPEC section 6) served by a real `airflow standalone`: Airflow's auth,
+uploads streamed with a size limit, imports as DAG runs, Airflow's queue as `waiting`,
+and cancelling through Airflow. One Airflow serves the whole module (it takes a minute
+to start); each test uses its own files.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import httpx
+import psycopg2
+import pytest
+
+from contact_import import db, workspaces
+from tests.helpers import EXAMPLES, LINE_HEADER, line_id
+from tests.live.airflow_server import PARSE_TIMEOUT, PASSWORD, RUN_TIMEOUT, STARTUP_TIMEOUT, running_airflow, \
+    wait_until
+
+pytestmark = pytest.mark.live
+
+API = "/contact-imports/api/v1"
+VIEWER_PASSWORD = "viewer-password"
+MAX_UPLOAD_MB = 1
+CHUNK_ROWS = 100
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory, module_cdp_url):
+    tmp = tmp_path_factory.mktemp("upload_api")
+    with db.transaction(module_cdp_url) as conn:
+        workspaces.apply(conn, workspaces.load_file(EXAMPLES / "demo-workspace.yaml"))
+        spec = workspaces.load_file(EXAMPLES / "demo-workspace.yaml")
+        spec["workspace"], spec["name"] = "other", "Other"
+        workspaces.apply(conn, spec)
+    home = tmp / "airflow"
+    home.mkdir()
+    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"viewer": VIEWER_PASSWORD}))
+    env = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
+           "CONTACT_IMPORT_MAX_UPLOAD_MB": str(MAX_UPLOAD_MB), "CONTACT_IMPORT_CHUNK_ROWS": str(CHUNK_ROWS)}
+    with running_airflow(tmp, module_cdp_url, env) as instance:
+        client = httpx.Client(base_url=instance.base_url, timeout=60)
+        wait_until("answer from /api/v2/version", lambda: client.get("/api/v2/version").status_code == 200,
+                   STARTUP_TIMEOUT, instance)
+        instance.cdp_url = module_cdp_url
+        instance.tokens = {user: client.post("/auth/token", json={"username": user, "password": password})
+                           .json()["access_token"] for user, password in (("admin", PASSWORD),
+                                                                          ("viewer", VIEWER_PASSWORD))}
+        admin = _client(instance, "admin")
+        wait_until("DAG contact_import", lambda: admin.get("/api/v2/dags/contact_import").status_code == 200,
+                   PARSE_TIMEOUT, instance)
+        yield instance
+
+
+def _client(airflow, user: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {airflow.tokens[user]}"} if user else {}
+    return httpx.Client(base_url=airflow.base_url, timeout=60, headers=headers)
+
+
+def csv_bytes(rows: int, start: int = 0) -> bytes:
+    lines = [LINE_HEADER] + [f"{line_id(start + n)},Person {n},p{start + n}@example.com,,,,VIP,,,,{n}"
+                             for n in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def upload(client, content: bytes, name="contacts.csv", **form):
+    data = {"workspace": "demo", "channel": "line", "tag_mode": "append", **form}
+    return client.post(f"{API}/imports", data=data, files={"file": (name, io.BytesIO(content), "text/csv")})
+
+
+def wait_for(airflow, client, import_id, statuses, timeout=RUN_TIMEOUT):
+    def check():
+        record = client.get(f"{API}/imports/{import_id}").json()
+        return record if record["status"] in statuses else None
+    return wait_until(f"import {import_id} in {statuses}", check, timeout, airflow, every=0.5)
+
+
+def contacts_in(airflow, workspace: str) -> int:
+    with psycopg2.connect(airflow.cdp_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM cdp.contacts c JOIN cdp.workspaces w ON w.id = c.workspace_id"
+                    " WHERE w.slug = %s", (workspace,))
+        count = cur.fetchone()[0]
+    conn.close()
+    return count
+
+
+def test_every_call_needs_a_valid_airflow_token(airflow):
+    anonymous, forged = _client(airflow, None), _client(airflow, None)
+    forged.headers["Authorization"] = "Bearer " + airflow.tokens["admin"][:-4] + "AAAA"
+    for client in (anonymous, forged):
+        assert client.get(f"{API}/imports").status_code == 401
+        assert upload(client, csv_bytes(1)).status_code == 401
+        assert client.get(f"{API}/templates/line.csv").status_code == 401
+    assert anonymous.get("/contact-imports/docs").status_code == 200  # the OpenAPI page itself is public
+
+
+def test_a_viewer_reads_but_may_not_upload_or_cancel(airflow):
+    viewer = _client(airflow, "viewer")
+    assert viewer.get(f"{API}/imports").status_code == 200
+    assert upload(viewer, csv_bytes(1)).status_code == 403
+    assert viewer.post(f"{API}/imports/00000000-0000-0000-0000-000000000000/cancel").status_code == 403
+
+
+def test_an_upload_runs_to_completed_and_a_bad_file_has_its_error_report(airflow):
+    admin = _client(airflow, "admin")
+    created = upload(admin, csv_bytes(3, start=100))
+    assert created.status_code == 202, created.text
+    record = created.json()
+    assert record["status"] == "waiting" and record["dag_run_id"] and record["workspace"] == "demo"
+    done = wait_for(airflow, admin, record["id"], {"completed", "failed", "validation_failed"})
+    assert done["status"] == "completed", done
+    assert done["result"]["created"] == 3 and done["processed_rows"] == done["total_rows"] == 3
+    run = admin.get(f"/api/v2/dags/contact_import/dagRuns/{record['dag_run_id']}").json()
+    assert run["conf"]["import_id"] == record["id"]
+    assert admin.post(f"{API}/imports/{record['id']}/cancel").status_code == 409  # finished: too late
+
+    bad = upload(admin, (LINE_HEADER + "\nUbad,Bad,not-an-email,,,,,,,,\n").encode(), name="bad.csv").json()
+    failed = wait_for(airflow, admin, bad["id"], {"completed", "failed", "validation_failed"})
+    assert failed["status"] == "validation_failed" and failed["errors"] == 2
+    report = admin.get(f"{API}/imports/{bad['id']}/errors.csv")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/csv")
+    rows = report.content.decode("utf-8-sig").splitlines()
+    assert rows[0] == "row,column,value,code,message" and len(rows) == 3
+    assert {r.split(",")[3] for r in rows[1:]} == {"invalid_user_id", "invalid_email"}
+    assert admin.get(f"{API}/imports/{record['id']}/errors.csv").status_code == 404  # a clean file has none
+
+
+def test_lists_filter_by_workspace_and_status_and_unknowns_are_404(airflow):
+    admin = _client(airflow, "admin")
+    listed = admin.get(f"{API}/imports", params={"workspace": "demo"}).json()["imports"]
+    created = [i["created_at"] for i in listed]
+    assert created == sorted(created, reverse=True)
+    assert all(i["workspace"] == "demo" for i in listed)
+    completed = admin.get(f"{API}/imports", params={"status": "completed"}).json()["imports"]
+    assert all(i["status"] == "completed" for i in completed)
+    assert admin.get(f"{API}/imports", params={"status": "bogus"}).status_code == 422
+    assert admin.get(f"{API}/imports", params={"workspace": "nope"}).status_code == 404
+    assert admin.get(f"{API}/imports/00000000-0000-0000-0000-000000000000").status_code == 404
+    assert admin.get(f"{API}/imports/not-a-uuid").status_code == 404
+    assert admin.post(f"{API}/imports/00000000-0000-0000-0000-000000000000/cancel").status_code == 404
+
+
+def test_form_fields_are_checked_and_nothing_is_kept_of_a_refused_upload(airflow):
+    admin = _client(airflow, "admin")
+    before = len(admin.get(f"{API}/imports", params={"limit": 1000}).json()["imports"])
+    files_before = sorted((airflow.home.parent / "files" / "imports").glob("*"))
+    assert upload(admin, csv_bytes(1), channel="myspace").status_code == 422
+    assert upload(admin, csv_bytes(1), tag_mode="replace").status_code == 422
+    assert upload(admin, csv_bytes(1), workspace="nope").status_code == 422
+    assert upload(admin, csv_bytes(1), mapping="{not json").status_code == 422
+    assert admin.post(f"{API}/imports", data={"workspace": "demo", "channel": "line"}).status_code in (415, 422)
+    too_big = upload(admin, b"x" * (MAX_UPLOAD_MB * 2**20 + 1))
+    assert too_big.status_code == 413, too_big.text
+    assert len(admin.get(f"{API}/imports", params={"limit": 1000}).json()["imports"]) == before
+    assert sorted((airflow.home.parent / "files" / "imports").glob("*")) == files_before
+
+
+def test_templates_per_channel_and_tag_mode(airflow):
+    admin = _client(airflow, "admin")
+    line = admin.get(f"{API}/templates/line.csv", params={"tag_mode": "overwrite", "workspace": "demo"})
+    assert line.status_code == 200 and "attachment" in line.headers["content-disposition"]
+    header = line.content.decode("utf-8-sig").splitlines()[0].split(",")
+    assert header[0] == "LINE User ID" and "Binding Teammate" in header and "VIP Level" in header
+    assert admin.get(f"{API}/templates/myspace.csv").status_code == 404
+    assert admin.get(f"{API}/templates/line.csv", params={"workspace": "nope"}).status_code == 404
+
+
+def test_a_second_upload_waits_and_cancelling_it_writes_nothing_then_a_running_one_stops(airflow):
+    admin = _client(airflow, "admin")
+    before = contacts_in(airflow, "other")
+    rows = 6000  # about 0.6 MB: under the limit, 60 chunks of 100 rows
+    first = upload(admin, csv_bytes(rows, start=10_000), workspace="other").json()
+    second = upload(admin, csv_bytes(50, start=20_000), workspace="other").json()
+    running = wait_for(airflow, admin, first["id"], {"validating", "importing", "completed"})
+    assert running["status"] != "completed", "the first import ended before the second could be seen waiting"
+    assert admin.get(f"{API}/imports/{second['id']}").json()["status"] == "waiting"
+    assert admin.get(f"/api/v2/dags/contact_import/dagRuns/{second['dag_run_id']}").json()["state"] == "queued"
+    cancelled = admin.post(f"{API}/imports/{second['id']}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+
+    importing = wait_for(airflow, admin, first["id"], {"importing", "completed"})
+    assert importing["status"] == "importing", "the import finished before it could be cancelled"
+    wait_until("a committed chunk", lambda: admin.get(f"{API}/imports/{first['id']}").json()["processed_rows"] > 0,
+               RUN_TIMEOUT, airflow, every=0.2)
+    assert admin.post(f"{API}/imports/{first['id']}/cancel").status_code == 202
+
+    def run_state(run_id):
+        return admin.get(f"/api/v2/dags/contact_import/dagRuns/{run_id}").json()["state"]
+    wait_until("both runs failed", lambda: run_state(first["dag_run_id"]) == run_state(second["dag_run_id"]) == "failed",
+               RUN_TIMEOUT, airflow)
+    time.sleep(2)  # the stopped task records its last committed chunk as it exits
+    stopped = admin.get(f"{API}/imports/{first['id']}").json()
+    assert stopped["status"] == "cancelled"
+    assert 0 < stopped["processed_rows"] < rows
+    assert contacts_in(airflow, "other") - before == stopped["processed_rows"]  # the second wrote nothing
