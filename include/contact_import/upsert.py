@@ -314,22 +314,24 @@ def related_rows(conn, ws: Workspace, channel: Channel, path, chunk_rows: int) -
         cur.copy_expert("COPY preview_rows FROM STDIN WITH (FORMAT csv, HEADER true)", file)
         cur.execute("ANALYZE preview_rows")
         cur.execute("SET LOCAL work_mem = '256MB'")  # the grouping below sorts on disk otherwise
-        cur.execute("""WITH keys AS (
-                           SELECT s.row, 'c' || c.customer_id AS key FROM preview_rows s
+        cur.execute("""WITH links AS (  -- each row and the stored customers it reaches
+                           SELECT s.row::int, c.customer_id FROM preview_rows s
                            JOIN cdp.contacts c ON c.workspace_id = %(ws)s AND c.channel = %(ch)s
                                               AND c.channel_user_id = s.user_id
                            UNION
-                           SELECT s.row, 'c' || cu.id FROM preview_rows s
+                           SELECT s.row::int, cu.id FROM preview_rows s
                            JOIN cdp.customers cu ON cu.workspace_id = %(ws)s AND cu.email = s.email
                            UNION
-                           SELECT s.row, 'c' || cu.id FROM preview_rows s
-                           JOIN cdp.customers cu ON cu.workspace_id = %(ws)s AND cu.phone = s.phone
-                           UNION
-                           SELECT row, 'e' || email FROM preview_rows WHERE email <> ''
-                           UNION
-                           SELECT row, 'p' || phone FROM preview_rows WHERE phone <> ''),
-                       shared AS (SELECT key FROM keys GROUP BY key HAVING count(*) > 1)
-                       SELECT DISTINCT row::int FROM keys JOIN shared USING (key)""",
+                           SELECT s.row::int, cu.id FROM preview_rows s
+                           JOIN cdp.customers cu ON cu.workspace_id = %(ws)s AND cu.phone = s.phone),
+                       shared AS (SELECT customer_id FROM links GROUP BY customer_id HAVING count(*) > 1)
+                       SELECT row FROM links JOIN shared USING (customer_id)
+                       UNION
+                       SELECT row::int FROM preview_rows WHERE email IN (
+                           SELECT email FROM preview_rows WHERE email <> '' GROUP BY email HAVING count(*) > 1)
+                       UNION
+                       SELECT row::int FROM preview_rows WHERE phone IN (
+                           SELECT phone FROM preview_rows WHERE phone <> '' GROUP BY phone HAVING count(*) > 1)""",
                     {"ws": ws.id, "ch": channel.name})
         return {row for (row,) in cur.fetchall()}
 
