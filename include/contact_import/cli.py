@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import config, db, export, jobs, migrate, pipeline, templates, validation, workspaces
+from . import api_client, config, db, export, jobs, migrate, pipeline, templates, validation, workspaces
 from .channels import CHANNELS, TAG_MODES
 from .errors import WARNING, normalise_lang
 
@@ -184,8 +184,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_import(args) -> int:
-    if os.environ.get("AIRFLOW_API_URL"):
-        raise UsageError("imports through the upload API are not available yet; unset AIRFLOW_API_URL")
+    if api_client.configured():
+        return _import_through_api(args)
     url = db.resolve_url(args.db)
     if args.max_errors:
         os.environ["CONTACT_IMPORT_MAX_ERRORS"] = str(args.max_errors)  # read by the DAG run's tasks
@@ -206,6 +206,20 @@ def cmd_import(args) -> int:
         _emit(args, summary, "")
     else:
         print(_describe(summary))
+    return IMPORT_EXIT.get(record["status"], EXIT_FAILED)
+
+
+def _import_through_api(args) -> int:
+    try:
+        record = api_client.import_file(args.file, workspace=args.workspace, channel=args.channel,
+                                        tag_mode=args.tag_mode, mapping=_mapping(args),
+                                        require_approval=args.require_approval)
+    except api_client.ApiError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        _emit(args, record, "")
+    else:
+        print(_describe(record))
     return IMPORT_EXIT.get(record["status"], EXIT_FAILED)
 
 
@@ -278,6 +292,14 @@ def cmd_status(args) -> int:
 
 
 def cmd_cancel(args) -> int:
+    if api_client.configured():  # through Airflow: the DAG run is failed too
+        try:
+            record = api_client.cancel(args.import_id)
+        except api_client.ApiError as exc:
+            _emit(args, {"import_id": args.import_id, "error": str(exc)}, str(exc))
+            return EXIT_INVALID if exc.status == 409 else EXIT_USAGE
+        _emit(args, {"import_id": args.import_id, "status": record["status"]}, f"import {args.import_id} cancelled")
+        return EXIT_OK
     with db.transaction(args.db) as conn:
         try:
             jobs.cancel(conn, args.import_id, "cancelled from the command line")

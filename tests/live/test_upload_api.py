@@ -194,3 +194,67 @@ def test_a_second_upload_waits_and_cancelling_it_writes_nothing_then_a_running_o
     assert stopped["status"] == "cancelled"
     assert 0 < stopped["processed_rows"] < rows
     assert contacts_in(airflow, "other") - before == stopped["processed_rows"]  # the second wrote nothing
+
+
+def test_the_cli_imports_and_cancels_through_the_api_when_airflow_api_url_is_set(airflow, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AIRFLOW_API_URL": airflow.base_url, "AIRFLOW_USERNAME": "admin",
+           "AIRFLOW_PASSWORD": PASSWORD, "CDP_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-c", "from contact_import.cli import main; raise SystemExit(main())",
+                               *args], env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+
+    path = tmp_path / "cli.csv"
+    path.write_bytes(csv_bytes(4, start=30_000))
+    done = cli("import", str(path), "--workspace", "other", "--channel", "line", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads(done.stdout)
+    assert record["status"] == "completed" and record["result"]["created"] == 4 and record["dag_run_id"]
+    late = cli("cancel", record["id"])
+    assert late.returncode == 1 and "409" in late.stdout + late.stderr
+    refused = cli("import", str(path), "--workspace", "nope", "--channel", "line")
+    assert refused.returncode == 2 and "nope" in refused.stderr
+
+
+def test_a_killed_upsert_task_is_retried_by_airflow_and_the_import_ends_right(airflow):
+    """SIGKILL to the task process (an OOM kill, a lost worker): Airflow retries the task,
+    which continues after the last committed chunk; the end state is one clean import."""
+    import os
+    import signal
+    from pathlib import Path
+
+    admin = _client(airflow, "admin")
+    before = contacts_in(airflow, "other")
+    rows = 6000
+    record = upload(admin, csv_bytes(rows, start=40_000), workspace="other").json()
+    run = record["dag_run_id"]
+    ti_url = f"/api/v2/dags/contact_import/dagRuns/{run}/taskInstances/upsert_contacts"
+
+    def task_process():
+        ti = admin.get(ti_url)
+        if ti.status_code != 200 or ti.json()["state"] != "running":
+            return None
+        if admin.get(f"{API}/imports/{record['id']}").json()["processed_rows"] == 0:
+            return None
+        title = f"airflow worker -- {ti.json()['id']}".encode()
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(title):
+                    return int(entry.name)
+            except OSError:
+                continue
+        return None
+
+    pid = wait_until("the running upsert task's process", task_process, RUN_TIMEOUT, airflow, every=0.1)
+    committed = admin.get(f"{API}/imports/{record['id']}").json()["processed_rows"]
+    os.kill(pid, signal.SIGKILL)
+    assert 0 < committed < rows, "the upsert ended before it could be killed"
+    done = wait_for(airflow, admin, record["id"], {"completed", "failed", "cancelled"})
+    assert done["status"] == "completed", done
+    assert done["processed_rows"] == rows and done["result"]["created"] == rows
+    assert contacts_in(airflow, "other") - before == rows
+    assert admin.get(ti_url).json()["try_number"] >= 2
