@@ -37,7 +37,7 @@ def stage(name: str, *args):
     from contact_import import pipeline
 
     try:
-        return getattr(pipeline, f"task_{name}")(db.resolve_url(), *args)
+        return pipeline.run_task(name, db.resolve_url(), *args)
     except pipeline.StageError as exc:
         raise AirflowFailException(str(exc)) from None
 

@@ -24,6 +24,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from contact_import import config, db, jobs, pipeline, templates, workspaces
 from contact_import.channels import CHANNELS, TAG_MODES
+from contact_import.errors import normalise_lang
 
 DAG_ID = "contact_import"
 API_PREFIX = "/api/v1"
@@ -158,7 +159,7 @@ def _airflow_url(request: Request) -> str:
     return (os.environ.get("AIRFLOW_API_URL") or f"{request.url.scheme}://{request.url.netloc}").rstrip("/")
 
 
-async def _airflow(request: Request, who: Caller, method: str, path: str, body: dict) -> dict:
+async def _airflow(request: Request, who: Caller, method: str, path: str, body: dict | None) -> dict:
     async with httpx.AsyncClient(base_url=_airflow_url(request), timeout=30) as client:
         response = await client.request(method, f"/api/v2/dags/{DAG_ID}/{path}", json=body,
                                         headers={"Authorization": f"Bearer {who.token}"})
@@ -224,8 +225,30 @@ async def upload(request: Request, who: Writer) -> dict:
     return _one(import_id)
 
 
+async def follow_runs(request: Request, who: Caller, records: list[dict]) -> list[dict]:
+    """Statuses follow the DAG runs: an unfinished import whose run Airflow has ended as
+    failed (marked failed in the UI while queued, say) is cancelled; its tasks never ran,
+    or were stopped."""
+    followed = []
+    for record in records:
+        if record["status"] not in jobs.FINISHED and record.get("dag_run_id"):
+            try:
+                run = await _airflow(request, who, "GET", f"dagRuns/{record['dag_run_id']}", None)
+            except HTTPException:
+                run = {}
+            if run.get("state") == "failed":
+                with db.transaction(_url()) as conn:
+                    try:
+                        jobs.cancel(conn, record["id"], "its DAG run was marked failed in Airflow")
+                    except jobs.AlreadyFinished:
+                        pass
+                record = _one(record["id"])
+        followed.append(record)
+    return followed
+
+
 @router.get("/imports", summary="Imports, newest first")
-async def list_imports(who: Reader, workspace: str | None = None,
+async def list_imports(request: Request, who: Reader, workspace: str | None = None,
                        status_: Annotated[str | None, Query(alias="status")] = None,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     if status_ is not None and status_ not in jobs.STATUSES:
@@ -239,7 +262,8 @@ async def list_imports(who: Reader, workspace: str | None = None,
             except LookupError:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no workspace {workspace!r}") from None
         records = jobs.list_imports(conn, workspace_id, status_, limit)
-    return {"imports": [jobs.summary(r) for r in records]}
+    followed = await follow_runs(request, who, [jobs.summary(r) for r in records])
+    return {"imports": [r for r in followed if status_ is None or r["status"] == status_]}
 
 
 def _one(import_id: str) -> dict:
@@ -251,18 +275,23 @@ def _one(import_id: str) -> dict:
 
 
 @router.get("/imports/{import_id}", summary="One import: status, progress, counts, warnings")
-async def get_import(import_id: str, who: Reader) -> dict:
-    return _one(import_id)
+async def get_import(import_id: str, request: Request, who: Reader) -> dict:
+    return (await follow_runs(request, who, [_one(import_id)]))[0]
 
 
 @router.get("/imports/{import_id}/errors.csv", summary="The error report of a rejected file",
             response_class=FileResponse)
-async def error_report(import_id: str, who: Reader):
+async def error_report(import_id: str, request: Request, who: Reader):
+    """Messages in English or Traditional Chinese, by the request's Accept-Language."""
     record = _one(import_id)
-    report = record.get("error_report")
-    if not report or not Path(report).is_file():
+    if not record.get("error_report"):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"import {import_id} has no error report")
-    return FileResponse(report, media_type="text/csv; charset=utf-8", filename=f"errors-{import_id}.csv")
+    lang = normalise_lang(request.headers.get("accept-language"))
+    report = pipeline.report_path(Path(record["error_report"]), lang)
+    if not report.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"import {import_id} has no error report")
+    return FileResponse(report, media_type="text/csv; charset=utf-8", filename=f"errors-{import_id}.csv",
+                        headers={"Content-Language": lang})
 
 
 @router.post("/imports/{import_id}/cancel", status_code=status.HTTP_202_ACCEPTED,

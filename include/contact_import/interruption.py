@@ -26,7 +26,7 @@ class Stopped(BaseException):
 
 @contextmanager
 def stop_on_signals(conn) -> Iterator[threading.Event]:
-    """Within the block, SIGINT/SIGTERM cancel `conn`'s running statement and raise Stopped.
+    """Within the block, SIGINT/SIGTERM cancel `conn`'s running statement (if any) and raise Stopped.
 
     Yields an Event that is set once a signal came, for checks between chunks. Outside
     the main thread (signals cannot be handled there) the block runs unprotected.
@@ -45,7 +45,7 @@ def stop_on_signals(conn) -> Iterator[threading.Event]:
 
     def watch() -> None:
         while data := os.read(read_fd, 64):
-            if any(sig in data for sig in SIGNALS):
+            if conn is not None and any(sig in data for sig in SIGNALS):
                 conn.cancel()
 
     previous = {sig: signal.signal(sig, handler) for sig in SIGNALS}

@@ -398,6 +398,26 @@ def task_finalize(url: str, import_id: str) -> dict[str, Any]:
     return {"import_id": import_id, "status": jobs.COMPLETED, **result}
 
 
+def run_task(name: str, url: str, import_id: str) -> dict[str, Any]:
+    """One stage as a DAG task runs it: if Airflow stops the task (marked failed or
+    cleared: SIGINT, then SIGTERM), the import ends `cancelled` instead of staying in the
+    status of a stage no process runs any more. upsert_contacts handles the stop itself,
+    rolling back its chunk in flight."""
+    task = globals()[f"task_{name}"]
+    if name == "upsert_contacts":
+        return task(url, import_id)
+    try:
+        with interruption.stop_on_signals(None):
+            return task(url, import_id)
+    except interruption.Stopped:
+        with db.transaction(url) as conn:
+            try:
+                jobs.cancel(conn, import_id, f"stopped by Airflow (task marked failed or cleared) during {name}")
+            except (jobs.AlreadyFinished, jobs.ImportNotFound):
+                pass
+        raise StageError(f"import {import_id} was stopped during {name}") from None
+
+
 def task_failed(url: str, import_id: str, message: str) -> None:
     """Record a crash as `failed`, unless the import already ended another way."""
     with db.transaction(url) as conn:
@@ -409,10 +429,17 @@ def task_failed(url: str, import_id: str, message: str) -> None:
             jobs.set_status(conn, import_id, jobs.FAILED, message=message[:2000])
 
 
+def report_path(report: Path, lang: str) -> Path:
+    """errors.csv is English; errors.zh-TW.csv beside it."""
+    return report if lang == "en" else report.with_name(f"{report.stem}.{lang}{report.suffix}")
+
+
 def _reject(url: str, import_id: str, work_dir: Path, issues: list[Issue]) -> None:
     report = work_dir / REPORT_NAME
     errors = [i for i in issues if i.severity == ERROR]
     validation.write_report(errors, report, limit=config.max_report_errors())
+    # the same rows in Traditional Chinese, for the API's Accept-Language
+    validation.write_report(errors, report_path(report, "zh-TW"), "zh-TW", limit=config.max_report_errors())
     with db.transaction(url) as conn:
         jobs.set_status(conn, import_id, jobs.VALIDATION_FAILED, errors=len(errors), error_report=str(report),
                         warnings=validation.count_by_code(issues, WARNING),

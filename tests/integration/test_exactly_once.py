@@ -167,3 +167,24 @@ def test_a_stop_signal_cancels_the_statement_in_flight(cdp_url):
     os.kill(child.pid, signal.SIGINT)
     out, _ = child.communicate(timeout=300)  # a hang guard: uncancelled, the statement runs 600 s
     assert out.startswith("stopped") and child.returncode == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_airflow_stopping_validation_ends_the_import_cancelled_with_nothing_written(cdp_url, demo_workspace,
+                                                                                   tmp_path, signum):
+    """The stages before the upsert write nothing; stopped, their import must not stay `validating`."""
+    path = big_file(tmp_path / "big.csv", rows=20_000)
+    import_id = pipeline.create_import(cdp_url, workspace="demo", channel="line", tag_mode="append", file=str(path))
+    for stage in (pipeline.task_detect_encoding, pipeline.task_map_columns):
+        stage(cdp_url, import_id)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; from contact_import import pipeline;"
+                              " pipeline.run_task('validate', sys.argv[1], sys.argv[2])", cdp_url, import_id],
+                             stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # inside validation (20,000 rows take several seconds)
+    os.kill(child.pid, signum)
+    _, stderr = child.communicate(timeout=120)
+    with db.transaction(cdp_url) as conn:
+        record = jobs.get(conn, import_id)
+    assert child.returncode == 1 and "was stopped during validate" in stderr, stderr
+    assert record["status"] == jobs.CANCELLED and "during validate" in record["message"]
+    assert exported(cdp_url) == {}

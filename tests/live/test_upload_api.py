@@ -123,6 +123,11 @@ def test_an_upload_runs_to_completed_and_a_bad_file_has_its_error_report(airflow
     rows = report.content.decode("utf-8-sig").splitlines()
     assert rows[0] == "row,column,value,code,message" and len(rows) == 3
     assert {r.split(",")[3] for r in rows[1:]} == {"invalid_user_id", "invalid_email"}
+    chinese = admin.get(f"{API}/imports/{bad['id']}/errors.csv", headers={"Accept-Language": "zh-TW,zh;q=0.9"})
+    assert chinese.headers["content-language"] == "zh-TW"
+    zh_rows = chinese.content.decode("utf-8-sig").splitlines()
+    assert [r.split(",")[:4] for r in zh_rows[1:]] == [r.split(",")[:4] for r in rows[1:]]
+    assert zh_rows[1:] != rows[1:]  # the same rows, other messages
     assert admin.get(f"{API}/imports/{record['id']}/errors.csv").status_code == 404  # a clean file has none
 
 
@@ -258,3 +263,17 @@ def test_a_killed_upsert_task_is_retried_by_airflow_and_the_import_ends_right(ai
     assert done["processed_rows"] == rows and done["result"]["created"] == rows
     assert contacts_in(airflow, "other") - before == rows
     assert admin.get(ti_url).json()["try_number"] >= 2
+
+
+def test_a_queued_run_marked_failed_in_airflow_shows_its_import_cancelled(airflow):
+    """Statuses follow the DAG run: failing a queued run in Airflow itself (not through this
+    API) leaves no import `waiting` forever."""
+    admin = _client(airflow, "admin")
+    first = upload(admin, csv_bytes(3000, start=50_000), workspace="other").json()
+    queued = upload(admin, csv_bytes(5, start=60_000), workspace="other").json()
+    assert admin.get(f"/api/v2/dags/contact_import/dagRuns/{queued['dag_run_id']}").json()["state"] == "queued"
+    marked = admin.patch(f"/api/v2/dags/contact_import/dagRuns/{queued['dag_run_id']}", json={"state": "failed"})
+    assert marked.status_code == 200, marked.text
+    record = admin.get(f"{API}/imports/{queued['id']}").json()
+    assert record["status"] == "cancelled" and "marked failed in Airflow" in record["message"]
+    assert wait_for(airflow, admin, first["id"], {"completed", "failed", "cancelled"})["status"] == "completed"
