@@ -11,6 +11,7 @@ import sys
 import uuid
 from datetime import timedelta
 
+from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import Param, dag, get_current_context, task
 
@@ -40,6 +41,29 @@ def stage(name: str, *args):
         return pipeline.run_task(name, db.resolve_url(), *args)
     except pipeline.StageError as exc:
         raise AirflowFailException(str(exc)) from None
+
+
+class ImportApproval(ApprovalOperator):
+    """Airflow's approval step showing the preview; a rejection ends the import cancelled."""
+
+    def execute_complete(self, context, event):
+        # Recorded first: on Reject the operator skips the rest of the run by raising.
+        if "error" not in event and event.get("chosen_options") == [self.REJECT]:
+            from contact_import import pipeline
+
+            responder = event.get("responded_by_user") or {}
+            pipeline.task_rejected(db.resolve_url(), import_id_of(context),
+                                   responder.get("name") if isinstance(responder, dict) else None)
+        return super().execute_complete(context=context, event=event)
+
+
+PREVIEW_BODY = """\
+Import `{{ ti.xcom_pull(task_ids='validate')['import_id'] }}` into workspace **{{ params.workspace }}**
+({{ params.channel }}, tags {{ params.tag_mode }}) will, if approved:
+
+{% for key, value in (ti.xcom_pull(task_ids='validate')['preview'] or {}).items() %}- {{ key }}: {{ value }}
+{% endfor %}
+Approve to import; Reject to cancel it with nothing written."""
 
 
 @dag(
@@ -92,7 +116,12 @@ def contact_import():
     def validate(mapped: dict) -> dict:
         return stage("validate", mapped["import_id"])
 
-    @task(retries=3)
+    @task.branch
+    def approval_gate(validated: dict) -> str:
+        return stage("approval_gate", validated["import_id"])
+
+    # After the gate chose it directly, or after an approval; a rejection skips it.
+    @task(retries=3, trigger_rule="none_failed_min_one_success")
     def upsert_contacts(validated: dict) -> dict:
         return stage("upsert_contacts", validated["import_id"])
 
@@ -104,7 +133,14 @@ def contact_import():
     def finalize(bound: dict) -> dict:
         return stage("finalize", bound["import_id"])
 
-    finalize(bind_teammates(upsert_contacts(validate(map_columns(detect_encoding())))))
+    validated = validate(map_columns(detect_encoding()))
+    gate = approval_gate(validated)
+    approve = ImportApproval(task_id="approve", subject="Import into {{ params.workspace }}: approve?",
+                             body=PREVIEW_BODY, ignore_downstream_trigger_rules=True)
+    upserted = upsert_contacts(validated)
+    gate >> [approve, upserted]
+    approve >> upserted
+    finalize(bind_teammates(upserted))
 
 
 dag_object = contact_import()

@@ -186,6 +186,9 @@ def cmd_validate(args) -> int:
 def cmd_import(args) -> int:
     if api_client.configured():
         return _import_through_api(args)
+    if args.require_approval:
+        raise UsageError("--require-approval waits for someone to approve in Airflow: import through the"
+                         " upload API (set AIRFLOW_API_URL; see `make airflow`)")
     url = db.resolve_url(args.db)
     if args.max_errors:
         os.environ["CONTACT_IMPORT_MAX_ERRORS"] = str(args.max_errors)  # read by the DAG run's tasks

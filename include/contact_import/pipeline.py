@@ -228,14 +228,11 @@ def store_upload(source: Path, import_id: str) -> tuple[Path, str]:
     return target, digest.hexdigest()
 
 
-def check_options(channel: str, tag_mode: str, require_approval: bool) -> None:
+def check_options(channel: str, tag_mode: str, require_approval: bool = False) -> None:
     """Raises ValueError / LookupError for options no import can run with."""
     get_channel(channel)
     if tag_mode not in TAG_MODES:
         raise ValueError(f"tag mode must be one of {', '.join(TAG_MODES)}")
-    if require_approval:
-        # Refused rather than ignored: an import someone wants approved must not run unapproved.
-        raise ValueError("require_approval: the approval step is not available yet")
 
 
 def create_import(url: str, *, workspace: str, channel: str, tag_mode: str, file: str,
@@ -321,6 +318,28 @@ def task_validate(url: str, import_id: str) -> dict[str, Any]:
     with db.transaction(url) as conn:
         jobs.update(conn, import_id, preview=counts, warnings=validation.count_by_code(warnings, WARNING))
     return {"import_id": import_id, "valid": True, "preview": counts}
+
+
+def task_approval_gate(url: str, import_id: str) -> str:
+    """The DAG's branch after validation: the id of the task to run next. An import that
+    requires approval waits (`awaiting_approval`) in Airflow's approval step."""
+    with db.transaction(url) as conn:
+        record = jobs.get(conn, import_id)
+        if record["status"] == jobs.CANCELLED:
+            raise StageError(f"import {import_id} was cancelled")
+        if not record["require_approval"]:
+            return "upsert_contacts"
+        jobs.set_status(conn, import_id, jobs.AWAITING_APPROVAL)
+    return "approve"
+
+
+def task_rejected(url: str, import_id: str, by: str | None = None) -> None:
+    """Someone rejected the import in the approval step: nothing was written, it ends cancelled."""
+    with db.transaction(url) as conn:
+        try:
+            jobs.cancel(conn, import_id, f"rejected in the approval step{f' by {by}' if by else ''}")
+        except jobs.AlreadyFinished:
+            pass
 
 
 def task_upsert_contacts(url: str, import_id: str) -> dict[str, Any]:

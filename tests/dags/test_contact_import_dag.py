@@ -11,7 +11,8 @@ from contact_import import cli, db, jobs
 from tests.helpers import EXAMPLES, LINE_HEADER, ROOT, exported, line_id, table_counts, write_csv
 
 SAMPLE = EXAMPLES / "line-contacts.csv"
-TASKS = ["detect_encoding", "map_columns", "validate", "upsert_contacts", "bind_teammates", "finalize"]
+TASKS = ["detect_encoding", "map_columns", "validate", "approval_gate", "approve", "upsert_contacts",
+         "bind_teammates", "finalize"]
 
 
 @pytest.fixture(scope="module")

@@ -83,7 +83,7 @@ def test_usage_errors_exit_2_with_one_line(capsys, cdp_url, demo_workspace, args
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_require_approval_is_refused_until_the_approval_step_exists(capsys, cdp_url, demo_workspace):
+def test_require_approval_needs_airflow_so_a_local_import_refuses_it(capsys, cdp_url, demo_workspace):
     code, _, err = run(capsys, "--db", cdp_url, "import", EXAMPLES / "line-contacts.csv", "--workspace", "demo",
                        "--channel", "line", "--require-approval")
     assert code == 2 and "approval" in err

@@ -23,7 +23,8 @@ STARTUP_TIMEOUT = 180  # seconds until /api/v2/version answers
 PARSE_TIMEOUT = 120  # until the dag-processor has listed DAG contact_import
 RUN_TIMEOUT = 300  # until the triggered run has finished
 STOP_TIMEOUT = 60  # after SIGTERM, before SIGKILL
-TASKS = ["detect_encoding", "map_columns", "validate", "upsert_contacts", "bind_teammates", "finalize"]
+TASKS = ["detect_encoding", "map_columns", "validate", "approval_gate", "approve", "upsert_contacts",
+         "bind_teammates", "finalize"]
 
 
 def free_port() -> int:
