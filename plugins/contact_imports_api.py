@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -333,6 +333,15 @@ async def template(channel: str, who: Reader, tag_mode: str = "append", workspac
         text = templates.render(channel, tag_mode)
     return Response(text.encode("utf-8-sig"), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{channel}-{tag_mode}.csv"'})
+
+
+PAGE = Path(__file__).with_name("contact_imports_page.html")
+
+
+@app.get("/ui", include_in_schema=False, response_class=HTMLResponse)
+async def page() -> HTMLResponse:
+    """The Contact imports page; its calls to the API carry the Airflow UI's session cookie."""
+    return HTMLResponse(PAGE.read_text(encoding="utf-8"))
 
 
 app.include_router(router)

@@ -1,4 +1,4 @@
-"""Registers the upload API with Airflow: the API server mounts it at /contact-imports."""
+"""Registers the upload API and the Contact imports page with Airflow (API server: /contact-imports)."""
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
@@ -9,3 +9,6 @@ from contact_imports_api import app
 class ContactImportsPlugin(AirflowPlugin):
     name = "contact_imports"
     fastapi_apps = [{"app": app, "url_prefix": "/contact-imports", "name": "Contact imports"}]
+    # The page inside Airflow's UI (menu entry, iframe at /plugin/contact-imports).
+    external_views = [{"name": "Contact imports", "href": "/contact-imports/ui", "destination": "nav",
+                       "url_route": "contact-imports"}]

@@ -310,3 +310,18 @@ def test_an_import_requiring_approval_waits_in_airflow_s_approval_step(airflow, 
     else:
         assert done["status"] == "cancelled" and "rejected" in done["message"]
         assert contacts_in(airflow, "other") == before
+
+
+def test_the_contact_imports_page_is_in_airflow_s_menu_and_its_calls_work_with_the_ui_cookie(airflow):
+    """Without a browser (the headless-Chromium test is still to come): the page is
+    registered as an external view, served, and the API accepts the UI's session cookie."""
+    admin = _client(airflow, "admin")
+    plugins = admin.get("/api/v2/plugins").json()["plugins"]
+    (plugin,) = [p for p in plugins if p["name"] == "contact_imports"]
+    assert plugin["external_views"][0]["href"] == "/contact-imports/ui"
+    assert plugin["external_views"][0]["url_route"] == "contact-imports"
+    page = httpx.get(f"{airflow.base_url}/contact-imports/ui")
+    assert page.status_code == 200 and "Contact imports" in page.text and "聯絡人匯入" in page.text
+    cookie = httpx.Client(base_url=airflow.base_url, cookies={"_token": airflow.tokens["admin"]}, timeout=60)
+    assert cookie.get(f"{API}/imports").status_code == 200
+    assert upload(cookie, csv_bytes(2, start=90_000), workspace="other").status_code == 202
