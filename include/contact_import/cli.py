@@ -237,8 +237,21 @@ def airflow_env(url: str) -> dict[str, str]:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(config.project_root() / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "CDP_DATABASE_URL": url,
+        "AIRFLOW_CONN_CDP_DEFAULT": cdp_connection(url),
     })
     return env
+
+
+def cdp_connection(url: str) -> str:
+    """Airflow connection `cdp_default` (SPEC section 7) for the CDP database, in Airflow's
+    JSON form: a socket directory or a key=value DSN does not survive the URI form."""
+    from psycopg2.extensions import parse_dsn
+
+    dsn = parse_dsn(url)
+    known = {"host": dsn.pop("host", None), "login": dsn.pop("user", None), "password": dsn.pop("password", None),
+             "schema": dsn.pop("dbname", None), "port": int(dsn.pop("port")) if dsn.get("port") else None}
+    return json.dumps({"conn_type": "postgres", **{k: v for k, v in known.items() if v is not None},
+                       **({"extra": dsn} if dsn else {})})
 
 
 def run_dag_locally(conf: dict, url: str) -> Path:

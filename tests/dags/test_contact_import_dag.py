@@ -84,3 +84,17 @@ def test_local_airflow_env_points_at_this_checkout():
     env = cli.airflow_env("postgresql://example/db")
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(ROOT / "dags")
     assert env["CDP_DATABASE_URL"] == "postgresql://example/db"
+
+
+@pytest.mark.parametrize("url", ["postgresql://cdp:s3cret@db.example:6543/cdp?sslmode=require",
+                                 "host=/work/.data/pg user=postgres dbname=cdp_demo"])
+def test_airflow_gets_the_cdp_database_as_connection_cdp_default(url):
+    from airflow.models.connection import Connection
+    from psycopg2.extensions import parse_dsn
+
+    connection = Connection.from_json(cli.airflow_env(url)["AIRFLOW_CONN_CDP_DEFAULT"], conn_id="cdp_default")
+    dsn = parse_dsn(url)
+    assert (connection.conn_type, connection.host, connection.login, connection.schema) == (
+        "postgres", dsn["host"], dsn["user"], dsn["dbname"])
+    assert connection.password == dsn.get("password") and connection.port == (int(dsn["port"]) if "port" in dsn else None)
+    assert connection.extra_dejson == ({"sslmode": "require"} if "sslmode" in dsn else {})
