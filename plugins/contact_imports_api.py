@@ -8,6 +8,7 @@ Airflow's own REST API with the caller's token, so Airflow checks that too.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -160,9 +161,16 @@ def _airflow_url(request: Request) -> str:
 
 
 async def _airflow(request: Request, who: Caller, method: str, path: str, body: dict | None) -> dict:
+    # Reads and the idempotent state change are retried when Airflow answers 5xx (a busy
+    # metadata database); a trigger is not, since a retry could start a second run.
+    attempts = 3 if method in ("GET", "PATCH") else 1
     async with httpx.AsyncClient(base_url=_airflow_url(request), timeout=30) as client:
-        response = await client.request(method, f"/api/v2/dags/{DAG_ID}/{path}", json=body,
-                                        headers={"Authorization": f"Bearer {who.token}"})
+        for attempt in range(attempts):
+            response = await client.request(method, f"/api/v2/dags/{DAG_ID}/{path}", json=body,
+                                            headers={"Authorization": f"Bearer {who.token}"})
+            if response.status_code < 500:
+                break
+            await asyncio.sleep(1 + attempt)
     if response.status_code >= 400:
         raise HTTPException(response.status_code if response.status_code in (403, 404, 409) else 502,
                             f"Airflow answered {response.status_code}: {response.text[:500]}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import uuid
 
 import httpx
 import psycopg2
@@ -27,7 +28,27 @@ CHUNK_ROWS = 100
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory, module_cdp_url):
+def airflow_metadata_url(pg_server):
+    """Airflow's own metadata in PostgreSQL, as in production: SQLite's single writer made
+    Airflow answer 500 ("database is locked") under this module's concurrent runs."""
+    from psycopg2.extensions import parse_dsn
+
+    name = f"airflow_meta_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(pg_server)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    dsn = parse_dsn(pg_server)
+    query = "&".join(f"{k}={v}" for k, v in (("host", dsn.get("host")), ("port", dsn.get("port"))) if v)
+    login = dsn.get("user", "postgres") + (f":{dsn['password']}" if dsn.get("password") else "")
+    yield f"postgresql+psycopg2://{login}@/{name}" + (f"?{query}" if query else "")
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory, module_cdp_url, airflow_metadata_url):
     tmp = tmp_path_factory.mktemp("upload_api")
     with db.transaction(module_cdp_url) as conn:
         workspaces.apply(conn, workspaces.load_file(EXAMPLES / "demo-workspace.yaml"))
@@ -38,7 +59,8 @@ def airflow(tmp_path_factory, module_cdp_url):
     home.mkdir()
     (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"viewer": VIEWER_PASSWORD}))
     env = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
-           "CONTACT_IMPORT_MAX_UPLOAD_MB": str(MAX_UPLOAD_MB), "CONTACT_IMPORT_CHUNK_ROWS": str(CHUNK_ROWS)}
+           "CONTACT_IMPORT_MAX_UPLOAD_MB": str(MAX_UPLOAD_MB), "CONTACT_IMPORT_CHUNK_ROWS": str(CHUNK_ROWS),
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_metadata_url}
     with running_airflow(tmp, module_cdp_url, env) as instance:
         client = httpx.Client(base_url=instance.base_url, timeout=60)
         wait_until("answer from /api/v2/version", lambda: client.get("/api/v2/version").status_code == 200,
