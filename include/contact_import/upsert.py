@@ -31,7 +31,7 @@ class Cancelled(Exception):
     """The import was cancelled between two chunks."""
 
 
-def copy_rows(cur, table: str, rows: Iterable[tuple], analyze: bool = True) -> None:
+def copy_rows(cur, table: str, rows: Iterable[tuple]) -> None:
     """COPY rows into a (temporary) table and give the planner its statistics."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -41,8 +41,7 @@ def copy_rows(cur, table: str, rows: Iterable[tuple], analyze: bool = True) -> N
     cur.copy_expert(f"COPY {table} FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
     # Fresh temporary tables have no statistics: without them the planner guesses a
     # handful of rows and joins them to the CDP tables with nested loops.
-    if analyze:
-        cur.execute(f"ANALYZE {table}")
+    cur.execute(f"ANALYZE {table}")
 
 
 @dataclass
