@@ -180,7 +180,7 @@ def test_airflow_stopping_validation_ends_the_import_cancelled_with_nothing_writ
     child = subprocess.Popen([sys.executable, "-c", "import sys; from contact_import import pipeline;"
                               " pipeline.run_task('validate', sys.argv[1], sys.argv[2])", cdp_url, import_id],
                              stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)  # inside validation (20,000 rows take several seconds)
+    _wait_for_stop_handlers(child)  # the stage is running with its handlers installed
     os.kill(child.pid, signum)
     _, stderr = child.communicate(timeout=120)
     with db.transaction(cdp_url) as conn:
@@ -188,3 +188,14 @@ def test_airflow_stopping_validation_ends_the_import_cancelled_with_nothing_writ
     assert child.returncode == 1 and "was stopped during validate" in stderr, stderr
     assert record["status"] == jobs.CANCELLED and "during validate" in record["message"]
     assert exported(cdp_url) == {}
+
+
+def _wait_for_stop_handlers(child, timeout=120):
+    """Until the child catches SIGTERM (its default is to die): run_task's handlers are in."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and child.poll() is None:
+        caught = next(line for line in open(f"/proc/{child.pid}/status") if line.startswith("SigCgt:"))
+        if int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.05)
+    pytest.fail("the stage never installed its stop handlers")
