@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 export CONTACT_IMPORT_DATA_DIR ?= $(CURDIR)/.data
 
-.PHONY: setup demo test airflow bench clean
+.PHONY: setup demo test airflow bench clean chromium
 
 setup: $(VENV)/.installed
 
@@ -20,8 +20,12 @@ demo: setup
 	$(BIN)/contact-import workspace apply examples/demo-workspace.yaml
 	$(BIN)/contact-import import examples/line-contacts.csv --workspace demo --channel line
 
-test: setup
+test: setup chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Debian's Chromium for the browser test of the Contact imports page.
+chromium:
+	bash scripts/ensure_chromium.sh
 
 airflow: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/airflow_local.py

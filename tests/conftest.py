@@ -95,9 +95,9 @@ def _database(pg_server: str, template: str | None):
     admin.close()
 
 
-@pytest.fixture(scope="module")
-def module_cdp_url(pg_server, template_db) -> str:
-    """A migrated database shared by one test module (the live API tests share one Airflow)."""
+@pytest.fixture(scope="package")
+def package_cdp_url(pg_server, template_db) -> str:
+    """A migrated database shared by one test package (the live tests share one Airflow)."""
     yield from _database(pg_server, template_db)
 
 

@@ -1,6 +1,7 @@
-"""Start and stop `make airflow` (scripts/airflow_local.py) for the live tests."""
+"""Start and stop `make airflow` (scripts/airflow_local.py) for the live tests, and talk to it."""
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -12,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg2
 import pytest
 
-from tests.helpers import EXAMPLES, ROOT
+from tests.helpers import EXAMPLES, LINE_HEADER, ROOT, line_id
 
 SCRIPT = ROOT / "scripts" / "airflow_local.py"
 SAMPLE = (EXAMPLES / "line-contacts.csv").resolve()
@@ -23,6 +25,10 @@ STARTUP_TIMEOUT = 180  # seconds until /api/v2/version answers
 PARSE_TIMEOUT = 120  # until the dag-processor has listed DAG contact_import
 RUN_TIMEOUT = 300  # until the triggered run has finished
 STOP_TIMEOUT = 60  # after SIGTERM, before SIGKILL
+API = "/contact-imports/api/v1"
+VIEWER_PASSWORD = "viewer-password"
+MAX_UPLOAD_MB = 1  # of the shared Airflow (tests/live/conftest.py)
+CHUNK_ROWS = 100
 TASKS = ["detect_encoding", "map_columns", "validate", "approval_gate", "approve", "upsert_contacts",
          "bind_teammates", "finalize"]
 
@@ -141,3 +147,35 @@ def running_airflow(tmp: Path, cdp_url: str, extra_env: dict[str, str] | None = 
     finally:
         instance.stop()
         assert not instance.leftovers, f"Airflow processes left behind: {instance.leftovers}"
+
+
+def client_for(airflow, user: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {airflow.tokens[user]}"} if user else {}
+    return httpx.Client(base_url=airflow.base_url, timeout=60, headers=headers)
+
+
+def csv_bytes(rows: int, start: int = 0) -> bytes:
+    lines = [LINE_HEADER] + [f"{line_id(start + n)},Person {n},p{start + n}@example.com,,,,VIP,,,,{n}"
+                             for n in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def upload(client, content: bytes, name="contacts.csv", **form):
+    data = {"workspace": "demo", "channel": "line", "tag_mode": "append", **form}
+    return client.post(f"{API}/imports", data=data, files={"file": (name, io.BytesIO(content), "text/csv")})
+
+
+def wait_for(airflow, client, import_id, statuses, timeout=RUN_TIMEOUT):
+    def check():
+        record = client.get(f"{API}/imports/{import_id}").json()
+        return record if record["status"] in statuses else None
+    return wait_until(f"import {import_id} in {statuses}", check, timeout, airflow, every=0.5)
+
+
+def contacts_in(airflow, workspace: str) -> int:
+    with psycopg2.connect(airflow.cdp_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM cdp.contacts c JOIN cdp.workspaces w ON w.id = c.workspace_id"
+                    " WHERE w.slug = %s", (workspace,))
+        count = cur.fetchone()[0]
+    conn.close()
+    return count

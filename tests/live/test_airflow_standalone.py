@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 
 from tests.live.airflow_server import (PARSE_TIMEOUT, PASSWORD, RUN_TIMEOUT, SAMPLE, STARTUP_TIMEOUT, TASKS,
-                                       LocalAirflow, processes_using, running_airflow, task_logs, wait_until)
+                                       processes_using, running_airflow, task_logs, wait_until)
 
 pytestmark = pytest.mark.live
 

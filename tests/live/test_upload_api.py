@@ -1,114 +1,26 @@
 """The upload API (SPEC section 6) served by a real `airflow standalone`: Airflow's auth,
 uploads streamed with a size limit, imports as DAG runs, Airflow's queue as `waiting`,
-and cancelling through Airflow. One Airflow serves the whole module (it takes a minute
-to start); each test uses its own files.
+and cancelling through Airflow. One Airflow (tests/live/conftest.py) serves this module and the
+browser test (it takes a minute to start); each test uses its own files.
 """
 from __future__ import annotations
 
-import io
 import json
 import time
-import uuid
 
 import httpx
-import psycopg2
 import pytest
 
-from contact_import import db, workspaces
-from tests.helpers import EXAMPLES, LINE_HEADER, line_id
-from tests.live.airflow_server import PARSE_TIMEOUT, PASSWORD, RUN_TIMEOUT, STARTUP_TIMEOUT, running_airflow, \
-    wait_until
+from tests.helpers import LINE_HEADER
+from tests.live.airflow_server import API, MAX_UPLOAD_MB, PASSWORD, RUN_TIMEOUT, client_for, contacts_in, csv_bytes, upload, \
+    wait_for, wait_until
 
 pytestmark = pytest.mark.live
 
-API = "/contact-imports/api/v1"
-VIEWER_PASSWORD = "viewer-password"
-MAX_UPLOAD_MB = 1
-CHUNK_ROWS = 100
-
-
-@pytest.fixture(scope="module")
-def airflow_metadata_url(pg_server):
-    """Airflow's own metadata in PostgreSQL, as in production: SQLite's single writer made
-    Airflow answer 500 ("database is locked") under this module's concurrent runs."""
-    from psycopg2.extensions import parse_dsn
-
-    name = f"airflow_meta_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(pg_server)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    dsn = parse_dsn(pg_server)
-    query = "&".join(f"{k}={v}" for k, v in (("host", dsn.get("host")), ("port", dsn.get("port"))) if v)
-    login = dsn.get("user", "postgres") + (f":{dsn['password']}" if dsn.get("password") else "")
-    yield f"postgresql+psycopg2://{login}@/{name}" + (f"?{query}" if query else "")
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
-
-
-@pytest.fixture(scope="module")
-def airflow(tmp_path_factory, module_cdp_url, airflow_metadata_url):
-    tmp = tmp_path_factory.mktemp("upload_api")
-    with db.transaction(module_cdp_url) as conn:
-        workspaces.apply(conn, workspaces.load_file(EXAMPLES / "demo-workspace.yaml"))
-        spec = workspaces.load_file(EXAMPLES / "demo-workspace.yaml")
-        spec["workspace"], spec["name"] = "other", "Other"
-        workspaces.apply(conn, spec)
-    home = tmp / "airflow"
-    home.mkdir()
-    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"viewer": VIEWER_PASSWORD}))
-    env = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
-           "CONTACT_IMPORT_MAX_UPLOAD_MB": str(MAX_UPLOAD_MB), "CONTACT_IMPORT_CHUNK_ROWS": str(CHUNK_ROWS),
-           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_metadata_url}
-    with running_airflow(tmp, module_cdp_url, env) as instance:
-        client = httpx.Client(base_url=instance.base_url, timeout=60)
-        wait_until("answer from /api/v2/version", lambda: client.get("/api/v2/version").status_code == 200,
-                   STARTUP_TIMEOUT, instance)
-        instance.cdp_url = module_cdp_url
-        instance.tokens = {user: client.post("/auth/token", json={"username": user, "password": password})
-                           .json()["access_token"] for user, password in (("admin", PASSWORD),
-                                                                          ("viewer", VIEWER_PASSWORD))}
-        admin = _client(instance, "admin")
-        wait_until("DAG contact_import", lambda: admin.get("/api/v2/dags/contact_import").status_code == 200,
-                   PARSE_TIMEOUT, instance)
-        yield instance
-
-
-def _client(airflow, user: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {airflow.tokens[user]}"} if user else {}
-    return httpx.Client(base_url=airflow.base_url, timeout=60, headers=headers)
-
-
-def csv_bytes(rows: int, start: int = 0) -> bytes:
-    lines = [LINE_HEADER] + [f"{line_id(start + n)},Person {n},p{start + n}@example.com,,,,VIP,,,,{n}"
-                             for n in range(rows)]
-    return ("\n".join(lines) + "\n").encode()
-
-
-def upload(client, content: bytes, name="contacts.csv", **form):
-    data = {"workspace": "demo", "channel": "line", "tag_mode": "append", **form}
-    return client.post(f"{API}/imports", data=data, files={"file": (name, io.BytesIO(content), "text/csv")})
-
-
-def wait_for(airflow, client, import_id, statuses, timeout=RUN_TIMEOUT):
-    def check():
-        record = client.get(f"{API}/imports/{import_id}").json()
-        return record if record["status"] in statuses else None
-    return wait_until(f"import {import_id} in {statuses}", check, timeout, airflow, every=0.5)
-
-
-def contacts_in(airflow, workspace: str) -> int:
-    with psycopg2.connect(airflow.cdp_url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM cdp.contacts c JOIN cdp.workspaces w ON w.id = c.workspace_id"
-                    " WHERE w.slug = %s", (workspace,))
-        count = cur.fetchone()[0]
-    conn.close()
-    return count
 
 
 def test_every_call_needs_a_valid_airflow_token(airflow):
-    anonymous, forged = _client(airflow, None), _client(airflow, None)
+    anonymous, forged = client_for(airflow, None), client_for(airflow, None)
     forged.headers["Authorization"] = "Bearer " + airflow.tokens["admin"][:-4] + "AAAA"
     for client in (anonymous, forged):
         assert client.get(f"{API}/imports").status_code == 401
@@ -118,14 +30,14 @@ def test_every_call_needs_a_valid_airflow_token(airflow):
 
 
 def test_a_viewer_reads_but_may_not_upload_or_cancel(airflow):
-    viewer = _client(airflow, "viewer")
+    viewer = client_for(airflow, "viewer")
     assert viewer.get(f"{API}/imports").status_code == 200
     assert upload(viewer, csv_bytes(1)).status_code == 403
     assert viewer.post(f"{API}/imports/00000000-0000-0000-0000-000000000000/cancel").status_code == 403
 
 
 def test_an_upload_runs_to_completed_and_a_bad_file_has_its_error_report(airflow):
-    admin = _client(airflow, "admin")
+    admin = client_for(airflow, "admin")
     created = upload(admin, csv_bytes(3, start=100))
     assert created.status_code == 202, created.text
     record = created.json()
@@ -154,7 +66,7 @@ def test_an_upload_runs_to_completed_and_a_bad_file_has_its_error_report(airflow
 
 
 def test_lists_filter_by_workspace_and_status_and_unknowns_are_404(airflow):
-    admin = _client(airflow, "admin")
+    admin = client_for(airflow, "admin")
     listed = admin.get(f"{API}/imports", params={"workspace": "demo"}).json()["imports"]
     created = [i["created_at"] for i in listed]
     assert created == sorted(created, reverse=True)
@@ -169,7 +81,7 @@ def test_lists_filter_by_workspace_and_status_and_unknowns_are_404(airflow):
 
 
 def test_form_fields_are_checked_and_nothing_is_kept_of_a_refused_upload(airflow):
-    admin = _client(airflow, "admin")
+    admin = client_for(airflow, "admin")
     before = len(admin.get(f"{API}/imports", params={"limit": 1000}).json()["imports"])
     files_before = sorted((airflow.home.parent / "files" / "imports").glob("*"))
     assert upload(admin, csv_bytes(1), channel="myspace").status_code == 422
@@ -184,7 +96,7 @@ def test_form_fields_are_checked_and_nothing_is_kept_of_a_refused_upload(airflow
 
 
 def test_templates_per_channel_and_tag_mode(airflow):
-    admin = _client(airflow, "admin")
+    admin = client_for(airflow, "admin")
     line = admin.get(f"{API}/templates/line.csv", params={"tag_mode": "overwrite", "workspace": "demo"})
     assert line.status_code == 200 and "attachment" in line.headers["content-disposition"]
     header = line.content.decode("utf-8-sig").splitlines()[0].split(",")
@@ -194,7 +106,7 @@ def test_templates_per_channel_and_tag_mode(airflow):
 
 
 def test_a_second_upload_waits_and_cancelling_it_writes_nothing_then_a_running_one_stops(airflow):
-    admin = _client(airflow, "admin")
+    admin = client_for(airflow, "admin")
     before = contacts_in(airflow, "other")
     rows = 6000  # about 0.6 MB: under the limit, 60 chunks of 100 rows
     first = upload(admin, csv_bytes(rows, start=10_000), workspace="other").json()
@@ -254,7 +166,7 @@ def test_a_killed_upsert_task_is_retried_by_airflow_and_the_import_ends_right(ai
     import signal
     from pathlib import Path
 
-    admin = _client(airflow, "admin")
+    admin = client_for(airflow, "admin")
     before = contacts_in(airflow, "other")
     rows = 6000
     record = upload(admin, csv_bytes(rows, start=40_000), workspace="other").json()
@@ -290,7 +202,7 @@ def test_a_killed_upsert_task_is_retried_by_airflow_and_the_import_ends_right(ai
 def test_a_queued_run_marked_failed_in_airflow_shows_its_import_cancelled(airflow):
     """Statuses follow the DAG run: failing a queued run in Airflow itself (not through this
     API) leaves no import `waiting` forever."""
-    admin = _client(airflow, "admin")
+    admin = client_for(airflow, "admin")
     first = upload(admin, csv_bytes(3000, start=50_000), workspace="other").json()
     queued = upload(admin, csv_bytes(5, start=60_000), workspace="other").json()
     assert admin.get(f"/api/v2/dags/contact_import/dagRuns/{queued['dag_run_id']}").json()["state"] == "queued"
@@ -305,7 +217,7 @@ def test_a_queued_run_marked_failed_in_airflow_shows_its_import_cancelled(airflo
 def test_an_import_requiring_approval_waits_in_airflow_s_approval_step(airflow, answer):
     """The approval step answered through Airflow's REST API (what the Approve / Reject
     buttons send): approved, the import runs; rejected, it ends cancelled, nothing written."""
-    admin = _client(airflow, "admin")
+    admin = client_for(airflow, "admin")
     before = contacts_in(airflow, "other")
     start = 70_000 if answer == "Approve" else 80_000
     record = upload(admin, csv_bytes(7, start=start), workspace="other", require_approval="true").json()
@@ -335,9 +247,9 @@ def test_an_import_requiring_approval_waits_in_airflow_s_approval_step(airflow, 
 
 
 def test_the_contact_imports_page_is_in_airflow_s_menu_and_its_calls_work_with_the_ui_cookie(airflow):
-    """Without a browser (the headless-Chromium test is still to come): the page is
+    """Without a browser (test_contact_imports_page.py drives it in Chromium): the page is
     registered as an external view, served, and the API accepts the UI's session cookie."""
-    admin = _client(airflow, "admin")
+    admin = client_for(airflow, "admin")
     plugins = admin.get("/api/v2/plugins").json()["plugins"]
     (plugin,) = [p for p in plugins if p["name"] == "contact_imports"]
     assert plugin["external_views"][0]["href"] == "/contact-imports/ui"
