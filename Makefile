@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 export CONTACT_IMPORT_DATA_DIR ?= $(CURDIR)/.data
 
-.PHONY: setup demo test airflow bench clean chromium
+.PHONY: setup demo test airflow airflow-celery bench clean chromium
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,12 @@ chromium:
 
 airflow: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/airflow_local.py
+
+# The same DAGs on CeleryExecutor: Redis broker (AIRFLOW__CELERY__BROKER_URL, default redis://127.0.0.1:6379/0),
+# PostgreSQL metadata (AIRFLOW__DATABASE__SQL_ALCHEMY_CONN, default database airflow_celery on localhost:5432,
+# created if missing); exits 2 with one line on stderr if either is unusable. See scripts/airflow_local.py.
+airflow-celery: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_LOCAL_EXECUTOR=celery $(BIN)/python scripts/airflow_local.py
 
 clean:
 	-$(BIN)/python -c "import pgserver, sys; pgserver.get_server('$(CONTACT_IMPORT_DATA_DIR)/pg', cleanup_mode='stop')" 2>/dev/null

@@ -13,12 +13,14 @@ from datetime import timedelta
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk.exceptions import AirflowFailException
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import ObjectStoragePath, Param, dag, get_current_context, task
 
-from contact_import import config, db
+from contact_import import config, db, storage
 from contact_import.channels import CHANNELS, TAG_MODES
 
 RUN_NAMESPACE = uuid.UUID("0b6f3c52-4d0c-4a55-9e3b-6a1c0b1f7c11")
+# Files in CONTACT_IMPORT_STORAGE go through Airflow's object storage (credentials from connections).
+storage.use(ObjectStoragePath)
 
 
 def import_id_of(context) -> str:

@@ -19,13 +19,16 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from airflow.sdk import ObjectStoragePath
+from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from contact_import import config, db, jobs, pipeline, templates, workspaces
+from contact_import import config, db, jobs, pipeline, storage, templates, workspaces
 from contact_import.channels import CHANNELS, TAG_MODES
 from contact_import.errors import normalise_lang
+
+storage.use(ObjectStoragePath)  # uploads and reports through Airflow's object storage
 
 DAG_ID = "contact_import"
 API_PREFIX = "/api/v1"
@@ -191,7 +194,6 @@ async def upload(request: Request, who: Writer) -> dict:
     """multipart/form-data: `file`, `workspace`, `channel`, `tag_mode`, optional `mapping` (JSON),
     `require_approval`. 413 when the file is larger than CONTACT_IMPORT_MAX_UPLOAD_MB."""
     import_id = str(uuid.uuid4())
-    work_dir = pipeline.work_dir_for(import_id)
     try:
         try:
             fields, stored, file_name, sha = await receive_form(request, import_id)
@@ -218,9 +220,7 @@ async def upload(request: Request, who: Writer) -> dict:
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
     except BaseException:
-        for leftover in work_dir.iterdir():
-            leftover.unlink()
-        work_dir.rmdir()
+        storage.remove_tree(storage.import_folder(import_id))  # nothing is kept of a refused upload
         raise
     conf = {**options, "mapping": mapping or {}, "file": str(stored), "import_id": import_id}
     try:
@@ -288,18 +288,20 @@ async def get_import(import_id: str, request: Request, who: Reader) -> dict:
 
 
 @router.get("/imports/{import_id}/errors.csv", summary="The error report of a rejected file",
-            response_class=FileResponse)
+            response_class=Response, responses={200: {"content": {"text/csv": {}}}})
 async def error_report(import_id: str, request: Request, who: Reader):
     """Messages in English or Traditional Chinese, by the request's Accept-Language."""
     record = _one(import_id)
     if not record.get("error_report"):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"import {import_id} has no error report")
     lang = normalise_lang(request.headers.get("accept-language"))
-    report = pipeline.report_path(Path(record["error_report"]), lang)
+    report = pipeline.report_path(storage.path(record["error_report"]), lang)
     if not report.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"import {import_id} has no error report")
-    return FileResponse(report, media_type="text/csv; charset=utf-8", filename=f"errors-{import_id}.csv",
-                        headers={"Content-Language": lang})
+    # at most CONTACT_IMPORT_MAX_ERRORS rows: read whole, from local or object storage
+    return Response(report.read_bytes(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Language": lang,
+                             "Content-Disposition": f'attachment; filename="errors-{import_id}.csv"'})
 
 
 @router.post("/imports/{import_id}/cancel", status_code=status.HTTP_202_ACCEPTED,

@@ -4,14 +4,40 @@ Runs `airflow standalone` (API server and UI, scheduler with LocalExecutor, dag-
 triggerer; SQLite metadata) in the foreground, after making sure the CDP database is
 migrated and the demo workspace applied. Ctrl-C (or SIGTERM) stops every Airflow process.
 
+With AIRFLOW_LOCAL_EXECUTOR=celery (`make airflow-celery`) it runs the distributed set-up
+of SPEC section 9 on this one machine instead: CeleryExecutor, Redis as broker, PostgreSQL
+as Airflow's metadata database. `airflow standalone` cannot do that (it forces
+LocalExecutor and starts no Celery worker), so the script runs `airflow db migrate`, then
+each component as its own process: api-server, scheduler, dag-processor, triggerer, and
+`airflow celery worker` once the API server answers (tasks report to its execution API).
+Their output is interleaved on stdout, each line prefixed with the component's name. If
+one component exits, the others are stopped. On Ctrl-C/SIGTERM: SIGTERM to scheduler,
+dag-processor, triggerer and worker (the worker lets running tasks finish), then to the
+API server, SIGKILL to whatever is left of a component after its grace.
+
 Settings (environment):
+  AIRFLOW_LOCAL_EXECUTOR  `standalone` (default; also `local`) or `celery`
   AIRFLOW_PORT            port of the API server and UI (default 8080)
   AIRFLOW_ADMIN_PASSWORD  password of user `admin` (default: the one stored in the
                           passwords file, else a generated one; printed either way)
-  AIRFLOW_HOME            Airflow's home (default $CONTACT_IMPORT_DATA_DIR/airflow)
+  AIRFLOW_HOME            Airflow's home (default $CONTACT_IMPORT_DATA_DIR/airflow, or
+                          $CONTACT_IMPORT_DATA_DIR/airflow-celery in celery mode)
   CDP_DATABASE_URL        the CDP database (default the embedded PostgreSQL under .data/pg)
   AIRFLOW__API__HOST      interface of the API server (default 127.0.0.1: this machine only;
                           0.0.0.0 to reach it from elsewhere, e.g. from outside a container)
+Celery mode only:
+  AIRFLOW__DATABASE__SQL_ALCHEMY_CONN   Airflow's metadata database; must be PostgreSQL
+                          (default postgresql+psycopg2://postgres@localhost:5432/airflow_celery).
+                          The database is created when the server has none of that name;
+                          an unreachable server or a SQLite URL stops the script with exit 2.
+  AIRFLOW__CELERY__BROKER_URL           the broker (default redis://127.0.0.1:6379/0); a
+                          redis:// broker that does not answer PING stops the script with exit 2.
+  AIRFLOW__CELERY__RESULT_BACKEND       Celery's results (default the metadata database:
+                          db+postgresql+psycopg2://..., Airflow's own choice made explicit)
+  AIRFLOW__CELERY__WORKER_CONCURRENCY   task slots of the worker (default 4, as parallelism)
+  AIRFLOW__OPERATORS__DEFAULT_QUEUE     the queue tasks go to and the worker reads (default
+                          `default`); with AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX
+                          it keeps two set-ups on one Redis apart (the live test uses both).
 Any other AIRFLOW__SECTION__KEY you set is passed on and wins over the defaults below,
 except the DAGs/plugins folders, which are always this checkout's.
 """
@@ -28,7 +54,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -41,6 +69,16 @@ SAMPLE_FILE = ROOT / "examples" / "line-contacts.csv"
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 ADMIN = "admin"
 STOP_GRACE_SECONDS = 30  # Airflow's own shutdown after SIGINT, before SIGTERM/SIGKILL of the rest
+
+STANDALONE, CELERY = "standalone", "celery"
+MODES = {"": STANDALONE, "standalone": STANDALONE, "local": STANDALONE, "localexecutor": STANDALONE,
+         "celery": CELERY, "celeryexecutor": CELERY}
+DEFAULT_METADATA_URL = "postgresql+psycopg2://postgres@localhost:5432/airflow_celery"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+# Celery mode stops in two batches (the API server last: finishing tasks still report to it). The
+# sum of the worst cases (20 + 2x5, then 10 + 2x5) stays under the live tests' 60 s before SIGKILL.
+COMPONENT_STOP_GRACE_SECONDS = 20
+API_STOP_GRACE_SECONDS = 10
 
 
 def say(message: str = "") -> None:
@@ -121,6 +159,114 @@ def local_address(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
+class ConfigError(Exception):
+    pass
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and the banner."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rsplit("@", 1)
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc[-1]}"))
+    except ValueError:
+        return "<unparsable URL>"
+
+
+@contextmanager
+def pg_connection(url):
+    """One autocommit connection from a SQLAlchemy URL (either psycopg driver), no pool kept."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT",
+                           connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def ensure_metadata_database(url: str) -> None:
+    """Airflow's metadata database must be PostgreSQL and reachable; created when the server lacks it."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is not a database URL: {redact(url)}") from None
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigError("CeleryExecutor needs Airflow's metadata in PostgreSQL, which every component and worker"
+                          " shares (Airflow refuses SQLite with it): set AIRFLOW__DATABASE__SQL_ALCHEMY_CONN to e.g."
+                          f" {DEFAULT_METADATA_URL}, not {redact(url)}")
+    name = parsed.database or ""
+    try:
+        with pg_connection(parsed):
+            return
+    except DBAPIError as exc:
+        if f'database "{name}" does not exist' not in str(exc) or not name or '"' in name:
+            raise ConfigError(f"cannot connect to Airflow's metadata database {redact(url)}:"
+                              f" {str(exc.orig).strip().splitlines()[0]}; start PostgreSQL or set"
+                              " AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") from None
+    try:
+        with pg_connection(parsed.set(database="postgres")) as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except DBAPIError as exc:
+        raise ConfigError(f"cannot create Airflow's metadata database {name!r} on {redact(url)}:"
+                          f" {str(exc.orig).strip().splitlines()[0]}") from None
+    say(f"created Airflow's metadata database {name!r}")
+
+
+def check_broker(url: str) -> None:
+    """A Redis broker must answer PING now: otherwise every component would retry it for ever."""
+    if urlsplit(url).scheme not in ("redis", "rediss"):
+        say(f"broker {redact(url)} is not Redis; not checked")
+        return
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        raise ConfigError(f"the Celery broker {redact(url)} does not answer ({exc}); start Redis or set"
+                          " AIRFLOW__CELERY__BROKER_URL") from None
+
+
+def celery_settings() -> dict[str, str]:
+    """The metadata database, broker and result backend of celery mode, checked (ConfigError if not usable)."""
+    broker = os.environ.get("AIRFLOW__CELERY__BROKER_URL") or DEFAULT_BROKER_URL
+    check_broker(broker)  # first: no database is created for a set-up that cannot start
+    metadata = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or DEFAULT_METADATA_URL
+    ensure_metadata_database(metadata)
+    backend = (os.environ.get("AIRFLOW__CELERY__RESULT_BACKEND")
+               or "db+" + metadata.replace("postgresql://", "postgresql+psycopg2://", 1))
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
+        "AIRFLOW__CELERY__BROKER_URL": broker,
+        "AIRFLOW__CELERY__RESULT_BACKEND": backend,
+    }
+
+
+def celery_defaults(env: dict[str, str]) -> None:
+    """Defaults of celery mode that any value you set wins over."""
+    defaults = {
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": env.get("AIRFLOW__CORE__PARALLELISM") or "4",
+        # Said explicitly (Airflow's default), else every component warns about it at start.
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
+    }
+    for key, value in defaults.items():
+        env[key] = os.environ.get(key) or value
+
+
 def build_env(url: str, port: int) -> dict[str, str]:
     env = airflow_env(url)  # AIRFLOW_HOME, dags/plugins folders, no examples, CDP_DATABASE_URL
     home = Path(env["AIRFLOW_HOME"])
@@ -151,7 +297,7 @@ def build_env(url: str, port: int) -> dict[str, str]:
     return env
 
 
-def banner(port: int, password: str, passwords_file: str, url: str) -> None:
+def banner(port: int, password: str, passwords_file: str, url: str, extra: list[str] | None = None) -> None:
     address = local_address(api_host())
     base = f"http://{'localhost' if address == '127.0.0.1' else address}:{port}"
     conf = json.dumps({"workspace": "demo", "channel": "line", "tag_mode": "append", "file": str(SAMPLE_FILE)},
@@ -162,6 +308,7 @@ def banner(port: int, password: str, passwords_file: str, url: str) -> None:
         f"User:          {ADMIN}",
         f"Password:      {password}    (stored in {passwords_file})",
         f"CDP database:  {url}",
+        *(extra or []),
         "",
         f"Import a file: open {base}/dags/contact_import, press 'Trigger', fill in the form;",
         "  `file` takes an absolute path, e.g.",
@@ -177,18 +324,22 @@ def banner(port: int, password: str, passwords_file: str, url: str) -> None:
         say(line)
 
 
+def api_answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{local_address(api_host())}:{port}/api/v2/version",
+                                    timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 def announce_when_up(port: int, show, stopped: threading.Event) -> None:
     """Print the banner again once the API server answers (it scrolls away under the logs)."""
     while not stopped.is_set():
-        try:
-            with urllib.request.urlopen(f"http://{local_address(api_host())}:{port}/api/v2/version",
-                                        timeout=2) as response:
-                if response.status == 200:
-                    say("the API server is up")
-                    show()
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+        if api_answers(port):
+            say("the API server is up")
+            show()
+            return
         stopped.wait(2)
 
 
@@ -229,22 +380,125 @@ def stop_group(proc: subprocess.Popen) -> None:
     proc.poll()
 
 
+OUTPUT_LOCK = threading.Lock()
+
+
+class Component:
+    """One Airflow command as its own process group; its output goes to stdout prefixed with its name."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str]):
+        self.name = name
+        self.proc = subprocess.Popen(args, env=env, cwd=str(ROOT), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        threading.Thread(target=self._pump, name=f"output of {name}", daemon=True).start()
+
+    def _pump(self) -> None:
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            with OUTPUT_LOCK:
+                sys.stdout.write(f"{self.name:<13} | {line}\n")
+                sys.stdout.flush()
+
+
+def stop_batch(components: list[Component], grace: float) -> None:
+    """SIGTERM to each leader (its own shutdown), then SIGTERM and SIGKILL to what is left of each group."""
+    live = [c for c in components if group_alive(c.proc.pid)]
+    for c in live:
+        if c.proc.poll() is None:
+            c.proc.send_signal(signal.SIGTERM)
+    for sig, wait in ((None, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        if sig is not None:
+            left = [c for c in live if group_alive(c.proc.pid)]
+            if not left:
+                break
+            say(f"sending {sig.name} to what is left of {', '.join(c.name for c in left)}")
+            for c in left:
+                try:
+                    os.killpg(c.proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            for c in live:
+                c.proc.poll()  # reap the leaders that have exited
+            if not any(group_alive(c.proc.pid) for c in live):
+                break
+            time.sleep(0.2)
+    for c in live:
+        c.proc.poll()
+
+
+def stop_components(components: list[Component]) -> None:
+    """Everything but the API server first (the worker's finishing tasks still report to it), then it."""
+    stop_batch([c for c in components if c.name != "api-server"], COMPONENT_STOP_GRACE_SECONDS)
+    stop_batch([c for c in components if c.name == "api-server"], API_STOP_GRACE_SECONDS)
+
+
+def run_celery(env: dict[str, str], port: int, show, started: list[Component]) -> int:
+    """db migrate, then the components; the worker once the API server answers. Returns when one exits."""
+    airflow = str(Path(sys.executable).parent / "airflow")
+    migrate_db = Component("db-migrate", [airflow, "db", "migrate"], env)
+    started.append(migrate_db)
+    code = migrate_db.proc.wait()
+    if code != 0:
+        say(f"airflow db migrate exited with {code}")
+        return 1
+    for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
+        started.append(Component(name, [airflow, name], env))
+    worker = None
+    while True:
+        for c in started:
+            if c is not migrate_db and c.proc.poll() is not None:
+                say(f"{c.name} exited with {c.proc.returncode}; stopping the other components")
+                return 1
+        if worker is None and api_answers(port):
+            say("the API server is up; starting the Celery worker")
+            # No mingle/gossip: one worker here needs no sync with others, and it stays quiet towards
+            # other workers on the same Redis.
+            worker = Component("celery-worker", [airflow, "celery", "worker", "--without-mingle",
+                                                 "--without-gossip"], env)
+            started.append(worker)
+            show()
+        time.sleep(1)
+
+
 def main() -> int:
     for name in ("CONTACT_IMPORT_DATA_DIR", "AIRFLOW_HOME"):  # every process must see the same folders
         if os.environ.get(name):
             os.environ[name] = str(Path(os.environ[name]).expanduser().resolve())
+    mode = MODES.get((os.environ.get("AIRFLOW_LOCAL_EXECUTOR") or "").strip().lower())
+    if mode is None:
+        return fail(f"AIRFLOW_LOCAL_EXECUTOR must be `standalone` or `celery`,"
+                    f" not {os.environ['AIRFLOW_LOCAL_EXECUTOR']!r}")
+    if mode == CELERY and not os.environ.get("AIRFLOW_HOME"):  # apart from standalone's SQLite home
+        os.environ["AIRFLOW_HOME"] = str((config.data_dir() / "airflow-celery").resolve())
     try:
         port = int(os.environ.get("AIRFLOW_PORT") or os.environ.get("AIRFLOW__API__PORT") or 8080)
     except ValueError:
         return fail(f"AIRFLOW_PORT must be a number, not {os.environ.get('AIRFLOW_PORT')!r}")
     if port_in_use(api_host(), port):
         return fail(f"port {port} is in use; stop what runs there or set AIRFLOW_PORT to another port")
+    celery: dict[str, str] = {}
+    if mode == CELERY:
+        try:
+            celery = celery_settings()
+        except ConfigError as exc:
+            return fail(str(exc))
     try:
         url = prepare_cdp()
     except (workspaces.WorkspaceFileError, LookupError, ValueError, db.psycopg2.Error, SQLAlchemyError) as exc:
         return fail(f"cannot prepare the CDP database: {str(exc).strip().splitlines()[0]}")
 
     env = build_env(url, port)
+    extra: list[str] = []
+    if mode == CELERY:
+        env.update(celery)
+        celery_defaults(env)
+        extra = [f"Executor:      CeleryExecutor, worker concurrency {env['AIRFLOW__CELERY__WORKER_CONCURRENCY']},"
+                 f" queue {env.get('AIRFLOW__OPERATORS__DEFAULT_QUEUE') or 'default'}",
+                 f"Broker:        {redact(env['AIRFLOW__CELERY__BROKER_URL'])}",
+                 f"Metadata:      {redact(env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'])}",
+                 f"Results:       {redact(env['AIRFLOW__CELERY__RESULT_BACKEND'])}"]
     home = Path(env["AIRFLOW_HOME"])
     passwords_file = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
     password = admin_password(passwords_file)
@@ -252,7 +506,7 @@ def main() -> int:
     say(f"DAGs from {env['AIRFLOW__CORE__DAGS_FOLDER']}, plugins from {env['AIRFLOW__CORE__PLUGINS_FOLDER']}")
 
     def show() -> None:
-        banner(port, password, str(passwords_file), url)
+        banner(port, password, str(passwords_file), url, extra)
 
     show()
 
@@ -260,11 +514,15 @@ def main() -> int:
         raise Stop(signum)
 
     proc: subprocess.Popen | None = None
+    components: list[Component] = []
     stopped = threading.Event()
     code = 0
     try:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, on_signal)
+        if mode == CELERY:
+            code = run_celery(env, port, show, components)
+            raise Stop(None)
         # Its own process group: a terminal's Ctrl-C reaches only this script, which then stops
         # Airflow in order and sweeps the whole group, so no component is left behind.
         proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "standalone"],
@@ -280,6 +538,8 @@ def main() -> int:
             signal.signal(sig, signal.SIG_IGN)
         if proc is not None:
             stop_group(proc)
+        if components:
+            stop_components(components)
         say("stopped")
     return code if code >= 0 else 1
 

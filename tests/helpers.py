@@ -31,6 +31,11 @@ def run_stages(url: str, file: Path, workspace: str = "demo", channel: str = "li
     """The DAG's tasks in order, called directly (no Airflow): the import record at the end."""
     import_id = pipeline.create_import(url, workspace=workspace, channel=channel, tag_mode=tag_mode,
                                        file=str(file), mapping=mapping, source="cli")
+    return run_recorded(url, import_id)
+
+
+def run_recorded(url: str, import_id: str) -> dict:
+    """The stages of an import already recorded (upload API, feed); the record at the end."""
     for stage in STAGES:
         try:
             stage(url, import_id)

@@ -22,6 +22,11 @@ def storage_base() -> str:
     return os.environ.get("CONTACT_IMPORT_STORAGE") or str(data_dir() / "files")
 
 
+def feeds_file() -> Path:
+    """The partner feeds (SPEC section 6)."""
+    return Path(os.environ.get("CONTACT_IMPORT_FEEDS") or project_root() / "include" / "feeds.yaml")
+
+
 def expectations_dir() -> Path:
     return Path(os.environ.get("CONTACT_IMPORT_EXPECTATIONS") or project_root() / "expectations")
 

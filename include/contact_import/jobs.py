@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 from typing import Any
 
 from psycopg2.extras import RealDictCursor
+
+from . import storage
 
 WAITING = "waiting"
 VALIDATING = "validating"
@@ -129,7 +130,7 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
                                        "processed_rows", "errors", "warnings", "preview", "result",
                                        "error_report", "message", "dag_run_id")}
     out["import_id"] = record["id"]
-    docs = Path(record["error_report"]).with_name("data_docs.html") if record.get("error_report") else None
+    docs = storage.path(record["error_report"]).with_name("data_docs.html") if record.get("error_report") else None
     out["data_docs"] = str(docs) if docs and docs.exists() else None
     out["rows"] = record.get("total_rows")
     for key in ("created_at", "started_at", "finished_at"):

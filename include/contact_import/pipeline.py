@@ -7,7 +7,6 @@ records its outcome on the imports row and returns small metadata for XCom.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import time
 import uuid
@@ -19,7 +18,7 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 import psycopg2.errors
 
-from . import binding, config, db, encoding, interruption, jobs, profiles, upsert, validation, workspaces
+from . import binding, config, db, encoding, interruption, jobs, profiles, storage, upsert, validation, workspaces
 from .channels import TAG_MODES, get_channel
 from .errors import ERROR, WARNING, ImportFileError, Issue
 from .mapping import ColumnMap, map_columns
@@ -29,6 +28,8 @@ NORMALISED_NAME = "normalised.csv"
 REPORT_NAME = "errors.csv"
 WARNINGS_NAME = "warnings.csv"
 DATA_DOCS_NAME = "data_docs.html"  # GX's page of a failed validation, beside errors.csv
+COLUMNS_NAME = "columns.json"
+REPORT_NAMES = (REPORT_NAME, "errors.zh-TW.csv", DATA_DOCS_NAME)  # what a rejection leaves to read
 
 
 class StageError(Exception):
@@ -70,13 +71,14 @@ def detect(source: Path, work_dir: Path) -> encoding.SourceInfo:
     return encoding.to_utf8(source, work_dir / UTF8_NAME)
 
 
-def read_header(work_dir: Path) -> list[str]:
+def read_header(folder: str | Path) -> list[str]:
+    """The UTF-8 copy's header, read straight from storage (a task needs no more of the file)."""
     # the csv module, not pandas: pandas renames a repeated header ("Name.1")
-    with (work_dir / UTF8_NAME).open(encoding="utf-8", newline="") as f:
+    with (storage.path(folder) / UTF8_NAME).open("r", encoding="utf-8", newline="") as f:
         return next(csv.reader(f))[1:]
 
 
-def map_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: Path,
+def map_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: str | Path,
              explicit: dict | None) -> ColumnMap:
     return map_columns(read_header(work_dir), get_channel(channel_name), workspaces.attributes(conn, ws.id),
                        explicit)
@@ -206,26 +208,15 @@ def check_file(conn, url: str, ws: workspaces.Workspace, channel: str, tag_mode:
 
 
 # ---------------------------------------------------------------- storage
-def work_dir_for(import_id: str) -> Path:
-    path = Path(config.storage_base()) / "imports" / import_id
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def upload_path(import_id: str, file_name: str) -> Path:
+def upload_path(import_id: str, file_name: str) -> storage.UPath:
     """Where an import's file is stored: a server-chosen name keeping only the extension."""
-    return work_dir_for(import_id) / ("upload" + "".join(Path(file_name).suffixes[-1:]).lower()[:8])
+    return storage.import_folder(import_id) / ("upload" + "".join(Path(file_name).suffixes[-1:]).lower()[:8])
 
 
-def store_upload(source: Path, import_id: str) -> tuple[Path, str]:
+def store_upload(source: storage.UPath, import_id: str) -> tuple[storage.UPath, str]:
     """Copy the file in under a server-chosen name; returns the stored path and its SHA-256."""
     target = upload_path(import_id, source.name)
-    digest = hashlib.sha256()
-    with source.open("rb") as src, target.open("wb") as dst:
-        for block in iter(lambda: src.read(1 << 20), b""):
-            digest.update(block)
-            dst.write(block)
-    return target, digest.hexdigest()
+    return target, storage.copy(source, target)
 
 
 def check_options(channel: str, tag_mode: str, require_approval: bool = False) -> None:
@@ -240,8 +231,8 @@ def create_import(url: str, *, workspace: str, channel: str, tag_mode: str, file
                   import_id: str | None = None, dag_run_id: str | None = None) -> str:
     """Store the file and record the import as waiting; raises ValueError / LookupError on bad input."""
     check_options(channel, tag_mode, require_approval)
-    path = Path(file)
-    if not path.is_file():
+    path = storage.path(file) if file else None
+    if path is None or not path.is_file():
         raise ValueError(f"no such file: {file}")
     import_id = import_id or str(uuid.uuid4())
     with db.transaction(url) as conn:
@@ -252,7 +243,7 @@ def create_import(url: str, *, workspace: str, channel: str, tag_mode: str, file
                          require_approval=require_approval, source=source, dag_run_id=dag_run_id)
 
 
-def record_upload(url: str, *, import_id: str, stored: Path, sha256: str, file_name: str, workspace: str,
+def record_upload(url: str, *, import_id: str, stored: storage.UPath, sha256: str, file_name: str, workspace: str,
                   channel: str, tag_mode: str, mapping: dict | None = None, require_approval: bool = False,
                   source: str = "api", dag_run_id: str | None = None) -> str:
     """Record an import whose file is already stored (`upload_path`) as waiting."""
@@ -267,10 +258,11 @@ def record_upload(url: str, *, import_id: str, stored: Path, sha256: str, file_n
 
 
 # ---------------------------------------------------------------- DAG tasks
-def _load(conn, import_id: str) -> tuple[dict[str, Any], workspaces.Workspace, Path]:
+def _load(conn, import_id: str) -> tuple[dict[str, Any], workspaces.Workspace, str]:
+    """The import, its workspace, and its folder in storage."""
     record = jobs.get(conn, import_id)
     ws = workspaces.get(conn, record["workspace"])
-    return record, ws, Path(record["work_dir"])
+    return record, ws, record["work_dir"]
 
 
 def task_detect_encoding(url: str, import_id: str) -> dict[str, Any]:
@@ -280,11 +272,13 @@ def task_detect_encoding(url: str, import_id: str) -> dict[str, Any]:
         if record["status"] in jobs.FINISHED:
             raise StageError(f"import {import_id} is already {record['status']}")
         jobs.set_status(conn, import_id, jobs.VALIDATING)
-    try:
-        with timed(timings, "detect_encoding"):
-            info = detect(Path(record["file_uri"]), work_dir)
-    except ImportFileError as exc:
-        _reject(url, import_id, work_dir, [exc.issue])
+    upload = storage.path(record["file_uri"]).name
+    with storage.local_folder(work_dir, fetch=[upload], publish=[UTF8_NAME, *REPORT_NAMES]) as local:
+        try:
+            with timed(timings, "detect_encoding"):
+                info = detect(local / upload, local)
+        except ImportFileError as exc:
+            _reject(url, import_id, local, work_dir, [exc.issue])
     with db.transaction(url) as conn:
         jobs.update(conn, import_id, encoding=info.encoding, delimiter=info.delimiter, total_rows=info.rows)
     _record_timings(url, import_id, timings)
@@ -295,26 +289,30 @@ def task_map_columns(url: str, import_id: str) -> dict[str, Any]:
     with db.transaction(url) as conn:
         record, ws, work_dir = _load(conn, import_id)
         column_map = map_file(conn, ws, record["channel"], work_dir, record["mapping"])
-    if column_map.issues:
-        _reject(url, import_id, work_dir, column_map.issues)
-    (work_dir / "columns.json").write_text(json.dumps(column_map.columns, ensure_ascii=False), encoding="utf-8")
+    with storage.local_folder(work_dir, publish=[COLUMNS_NAME, *REPORT_NAMES]) as local:
+        if column_map.issues:
+            _reject(url, import_id, local, work_dir, column_map.issues)
+        (local / COLUMNS_NAME).write_text(json.dumps(column_map.columns, ensure_ascii=False), encoding="utf-8")
     return {"import_id": import_id, "columns": len(column_map.columns)}
 
 
 def task_validate(url: str, import_id: str) -> dict[str, Any]:
     with db.transaction(url) as conn:
         record, ws, work_dir = _load(conn, import_id)
-        columns = json.loads((work_dir / "columns.json").read_text(encoding="utf-8"))
+    with storage.local_folder(work_dir, fetch=[UTF8_NAME, COLUMNS_NAME],
+                              publish=[NORMALISED_NAME, WARNINGS_NAME, *REPORT_NAMES]) as local:
+        columns = json.loads((local / COLUMNS_NAME).read_text(encoding="utf-8"))
         timings: dict[str, float] = {}
-        issues = validate_file(conn, ws, record["channel"], work_dir, columns, timings)
-    _record_timings(url, import_id, timings)
-    if any(i.severity == ERROR for i in issues):
-        _reject(url, import_id, work_dir, issues)
-    with timed(timings, "validate.preview"):
-        counts, warnings = preview(url, ws, record["channel"], record["tag_mode"], work_dir)
-    _record_timings(url, import_id, timings)
-    if warnings:  # the rows behind the preview's profile_shared / identity_conflict counts
-        validation.write_report(warnings, work_dir / WARNINGS_NAME)
+        with db.transaction(url) as conn:
+            issues = validate_file(conn, ws, record["channel"], local, columns, timings)
+        _record_timings(url, import_id, timings)
+        if any(i.severity == ERROR for i in issues):
+            _reject(url, import_id, local, work_dir, issues)
+        with timed(timings, "validate.preview"):
+            counts, warnings = preview(url, ws, record["channel"], record["tag_mode"], local)
+        _record_timings(url, import_id, timings)
+        if warnings:  # the rows behind the preview's profile_shared / identity_conflict counts
+            validation.write_report(warnings, local / WARNINGS_NAME)
     with db.transaction(url) as conn:
         jobs.update(conn, import_id, preview=counts, warnings=validation.count_by_code(warnings, WARNING))
     return {"import_id": import_id, "valid": True, "preview": counts}
@@ -369,8 +367,9 @@ def task_upsert_contacts(url: str, import_id: str) -> dict[str, Any]:
         upserter = upsert.Upserter(conn, ws, channel, record["tag_mode"])
         upserter.lock_workspace()
         try:
-            with interruption.stop_on_signals(conn) as stop:
-                upsert.run(conn, ws, channel, record["tag_mode"], work_dir / NORMALISED_NAME, config.chunk_rows(),
+            with interruption.stop_on_signals(conn) as stop, \
+                    storage.local_folder(work_dir, fetch=[NORMALISED_NAME]) as local:
+                upsert.run(conn, ws, channel, record["tag_mode"], local / NORMALISED_NAME, config.chunk_rows(),
                            start_after_chunk=record["last_chunk"], on_chunk=checkpoint,
                            should_stop=lambda: stop.is_set() or cancelled())
         except upsert.Cancelled:
@@ -404,7 +403,8 @@ def _stopped(conn, import_id: str) -> None:
 def task_bind_teammates(url: str, import_id: str) -> dict[str, Any]:
     with db.transaction(url) as conn:
         record, ws, work_dir = _load(conn, import_id)
-        counts = _bindings(conn, ws, get_channel(record["channel"]), work_dir)
+        with storage.local_folder(work_dir, fetch=[NORMALISED_NAME]) as local:
+            counts = _bindings(conn, ws, get_channel(record["channel"]), local)
         jobs.update(conn, import_id, result={**(record["result"] or {}), **counts})
     return {"import_id": import_id, **counts}
 
@@ -448,17 +448,20 @@ def task_failed(url: str, import_id: str, message: str) -> None:
             jobs.set_status(conn, import_id, jobs.FAILED, message=message[:2000])
 
 
-def report_path(report: Path, lang: str) -> Path:
-    """errors.csv is English; errors.zh-TW.csv beside it."""
+def report_path(report, lang: str):
+    """errors.csv is English; errors.zh-TW.csv beside it (paths local or in storage)."""
     return report if lang == "en" else report.with_name(f"{report.stem}.{lang}{report.suffix}")
 
 
-def _reject(url: str, import_id: str, work_dir: Path, issues: list[Issue]) -> None:
-    report = work_dir / REPORT_NAME
+def _reject(url: str, import_id: str, local: Path, folder: str, issues: list[Issue]) -> None:
+    """Write the report into the task's local folder (storage.local_folder publishes it),
+    record it under its place in storage, and end the import validation_failed."""
+    report = local / REPORT_NAME
     errors = [i for i in issues if i.severity == ERROR]
     validation.write_report(errors, report, limit=config.max_report_errors())
     # the same rows in Traditional Chinese, for the API's Accept-Language
     validation.write_report(errors, report_path(report, "zh-TW"), "zh-TW", limit=config.max_report_errors())
+    report = storage.path(folder) / REPORT_NAME
     with db.transaction(url) as conn:
         jobs.set_status(conn, import_id, jobs.VALIDATION_FAILED, errors=len(errors), error_report=str(report),
                         warnings=validation.count_by_code(issues, WARNING),

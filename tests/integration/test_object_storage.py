@@ -1,0 +1,94 @@
+"""Files in object storage (SPEC section 9): with CONTACT_IMPORT_STORAGE and a feed's inbox
+on S3 (moto's S3 server on localhost), a feed takes its files, every stage fetches what it
+needs into a local folder and puts back what it writes (so tasks may run on different
+workers), reports are read from S3, and processed files move to done/ / failed/ in the bucket."""
+from __future__ import annotations
+
+import csv
+import io
+import socket
+
+import boto3
+import fsspec
+import pytest
+
+from contact_import import feeds, jobs, pipeline, storage
+from tests.helpers import LINE_HEADER, exported, line_id, run_recorded
+
+IMPORTS_BUCKET, INBOX_BUCKET = "cdp-files", "partner-inbox"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def s3(monkeypatch, tmp_path):
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CONTACT_IMPORT_STORAGE", f"s3://{IMPORTS_BUCKET}/files")
+    monkeypatch.setenv("CONTACT_IMPORT_SCRATCH", str(tmp_path / "scratch"))
+    client = boto3.client("s3", endpoint_url=endpoint)
+    for bucket in (IMPORTS_BUCKET, INBOX_BUCKET):
+        client.create_bucket(Bucket=bucket)
+    fsspec.AbstractFileSystem.clear_instance_cache()  # s3fs instances remember their endpoint
+    yield client
+    fsspec.AbstractFileSystem.clear_instance_cache()
+    server.stop()
+
+
+def put(client, key: str, lines: list[str]) -> None:
+    client.put_object(Bucket=INBOX_BUCKET, Key=key, Body=("\n".join([LINE_HEADER, *lines]) + "\n").encode())
+
+
+def keys(client, bucket: str, prefix: str) -> list[str]:
+    return sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
+
+
+def test_a_feed_on_s3_imports_through_storage_on_s3(cdp_url, demo_workspace, s3, tmp_path):
+    put(s3, "acme/good.csv", [f"{line_id(n)},S3 {n},s3-{n}@example.com,,,,Cloud,,,," for n in range(4)])
+    put(s3, "acme/bad.csv", ["not-a-line-id,Bad,,,,,,,,,"])
+    feed = feeds.Feed(name="acme", workspace="demo", channel="line", inbox=f"s3://{INBOX_BUCKET}/acme/*.csv",
+                      settle_seconds=0)
+
+    found = feeds.scan(cdp_url, feed, sleep=lambda seconds: None)
+    assert len(found["taken"]) == 2
+    records = {r["file_name"]: r for r in (run_recorded(cdp_url, run["conf"]["import_id"])
+                                           for run in found["trigger"])}
+    good, bad = records["good.csv"], records["bad.csv"]
+    assert good["status"] == jobs.COMPLETED and good["result"]["created"] == 4
+    assert exported(cdp_url)[line_id(3)]["tags"] == ["Cloud"]
+
+    # Everything the stages keep is in the bucket, nothing in the local scratch folder.
+    stored = keys(s3, IMPORTS_BUCKET, f"files/imports/{good['id']}/")
+    names = {key.rsplit("/", 1)[1] for key in stored}
+    assert {"upload.csv", pipeline.UTF8_NAME, pipeline.COLUMNS_NAME, pipeline.NORMALISED_NAME} <= names
+    assert good["work_dir"] == f"s3://{IMPORTS_BUCKET}/files/imports/{good['id']}"
+    assert not any((tmp_path / "scratch").glob("*/*"))
+
+    # The rejected file's report, in English and Chinese, read back from S3.
+    assert bad["status"] == jobs.VALIDATION_FAILED
+    assert bad["error_report"] == f"s3://{IMPORTS_BUCKET}/files/imports/{bad['id']}/errors.csv"
+    report = storage.path(bad["error_report"]).read_text(encoding="utf-8-sig")
+    assert list(csv.DictReader(io.StringIO(report)))[0]["code"] == "invalid_user_id"
+    assert pipeline.report_path(storage.path(bad["error_report"]), "zh-TW").exists()
+    assert jobs.summary(bad)["data_docs"] is None or jobs.summary(bad)["data_docs"].startswith("s3://")
+
+    settled = feeds.scan(cdp_url, feed, sleep=lambda seconds: None)
+    assert len(settled["settled"]) == 2
+    assert keys(s3, INBOX_BUCKET, "acme/") == ["acme/done/good.csv", "acme/failed/bad.csv"]
+
+
+def test_an_unreachable_bucket_fails_the_feed_with_a_clear_message(cdp_url, demo_workspace, s3):
+    feed = feeds.Feed(name="lost", workspace="demo", channel="line", inbox="s3://no-such-bucket/x/*.csv")
+    with pytest.raises(feeds.FeedError, match=r"feed lost: the inbox s3://no-such-bucket/x/\*\.csv cannot be read"):
+        feeds.scan(cdp_url, feed, sleep=lambda seconds: None)
