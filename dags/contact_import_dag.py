@@ -25,7 +25,9 @@ storage.use(ObjectStoragePath)
 
 def import_id_of(context) -> str:
     """The import this run works on: named by the trigger, or derived from the run id."""
-    return context["params"].get("import_id") or str(uuid.uuid5(RUN_NAMESPACE, context["dag_run"].run_id))
+    run = context["dag_run"]
+    return ((context.get("params") or {}).get("import_id") or (run.conf or {}).get("import_id")
+            or str(uuid.uuid5(RUN_NAMESPACE, run.run_id)))
 
 
 def record_failure(context) -> None:
@@ -33,6 +35,16 @@ def record_failure(context) -> None:
 
     exception = context.get("exception")
     pipeline.task_failed(db.resolve_url(), import_id_of(context), f"{context['ti'].task_id}: {exception}")
+
+
+def settle_feed_file(context) -> None:
+    """A run ended: if its import came from a partner feed, move the file to done/ or failed/."""
+    from contact_import import feeds
+
+    try:
+        feeds.settle_import(db.resolve_url(), import_id_of(context))
+    except Exception as exc:  # the feed's next scan settles it anyway
+        print(f"settling the feed file later: {exc}")
 
 
 def stage(name: str, *args):
@@ -74,6 +86,8 @@ Approve to import; Reject to cancel it with nothing written."""
     schedule=None,
     catchup=False,
     max_active_runs=config.max_active_imports(),
+    on_success_callback=settle_feed_file,
+    on_failure_callback=settle_feed_file,
     tags=["cdp", "contact-import"],
     default_args={"retries": 1, "retry_delay": timedelta(seconds=10), "on_failure_callback": record_failure},
     params={

@@ -384,12 +384,16 @@ OUTPUT_LOCK = threading.Lock()
 
 
 class Component:
-    """One Airflow command as its own process group; its output goes to stdout prefixed with its name."""
+    """One Airflow command as its own process group; its output goes to stdout prefixed with its name.
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str]):
+    It adds itself to `started` at once, so a stop signal right after the start still finds it.
+    """
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], started: list[Component]):
         self.name = name
         self.proc = subprocess.Popen(args, env=env, cwd=str(ROOT), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        started.append(self)
         threading.Thread(target=self._pump, name=f"output of {name}", daemon=True).start()
 
     def _pump(self) -> None:
@@ -437,14 +441,13 @@ def stop_components(components: list[Component]) -> None:
 def run_celery(env: dict[str, str], port: int, show, started: list[Component]) -> int:
     """db migrate, then the components; the worker once the API server answers. Returns when one exits."""
     airflow = str(Path(sys.executable).parent / "airflow")
-    migrate_db = Component("db-migrate", [airflow, "db", "migrate"], env)
-    started.append(migrate_db)
+    migrate_db = Component("db-migrate", [airflow, "db", "migrate"], env, started)
     code = migrate_db.proc.wait()
     if code != 0:
         say(f"airflow db migrate exited with {code}")
         return 1
     for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
-        started.append(Component(name, [airflow, name], env))
+        Component(name, [airflow, name], env, started)
     worker = None
     while True:
         for c in started:
@@ -456,8 +459,7 @@ def run_celery(env: dict[str, str], port: int, show, started: list[Component]) -
             # No mingle/gossip: one worker here needs no sync with others, and it stays quiet towards
             # other workers on the same Redis.
             worker = Component("celery-worker", [airflow, "celery", "worker", "--without-mingle",
-                                                 "--without-gossip"], env)
-            started.append(worker)
+                                                 "--without-gossip"], env, started)
             show()
         time.sleep(1)
 

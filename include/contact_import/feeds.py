@@ -130,10 +130,14 @@ def list_inbox(feed: Feed) -> list[InboxFile]:
     if storage.is_local(folder) and not storage.local_path(folder).is_dir():  # e.g. a share not mounted
         raise FeedError(f"feed {feed.name}: the inbox folder {folder} does not exist")
     try:
-        entries = sorted(feed.folder.glob(feed.pattern), key=str)
+        folder.fs.invalidate_cache(folder.path)  # object stores' listings are cached: each look is a new one
+        entries = sorted(folder.glob(feed.pattern), key=str)
         found = []
         for entry in entries:
-            info = entry.fs.info(entry.path)
+            try:
+                info = entry.fs.info(entry.path)
+            except FileNotFoundError:  # taken away since the listing
+                continue
             if info.get("type") != "file" or entry.name.endswith(MARKER_SUFFIX):
                 continue
             stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag") or info.get("created")
@@ -212,19 +216,21 @@ def _record_import(url: str, feed: Feed, ledger_id: int, source: storage.UPath) 
     return import_id
 
 
-def settle(url: str, feed: Feed) -> list[dict[str, Any]]:
-    """Move the files whose imports ended to done/ (completed) or failed/ (anything else)."""
+def settle(url: str, feed: Feed, import_id: str | None = None) -> list[dict[str, Any]]:
+    """Move the files whose imports ended (or only `import_id`'s) to done/ (completed) or
+    failed/ (anything else)."""
     moved = []
     with db.transaction(url) as conn, conn.cursor() as cur:
         workspace_id = _workspace_id(conn, feed)
         cur.execute("SELECT f.id, f.uri, f.import_id, i.status FROM cdp.feed_files f"
                     " LEFT JOIN cdp.imports i ON i.id = f.import_id"
                     " WHERE f.workspace_id = %s AND f.feed = %s AND f.settled_at IS NULL"
-                    " AND (f.import_id IS NULL OR i.status = ANY(%s)) ORDER BY f.id",
-                    (workspace_id, feed.name, list(jobs.FINISHED)))
+                    " AND (f.import_id IS NULL OR i.status = ANY(%s))"
+                    " AND (%s::uuid IS NULL OR f.import_id = %s::uuid) ORDER BY f.id",
+                    (workspace_id, feed.name, list(jobs.FINISHED), import_id, import_id))
         rows = cur.fetchall()
-    for ledger_id, uri, import_id, status in rows:
-        if import_id is None:  # claimed, then the scan stopped before recording the import
+    for ledger_id, uri, taken_import, status in rows:
+        if taken_import is None:  # claimed, then the scan stopped before recording the import
             _record_import(url, feed, ledger_id, storage.path(uri))
             continue
         outcome = DONE if status == jobs.COMPLETED else FAILED
@@ -233,8 +239,16 @@ def settle(url: str, feed: Feed) -> list[dict[str, Any]]:
         with db.transaction(url) as conn, conn.cursor() as cur:
             cur.execute("UPDATE cdp.feed_files SET outcome = %s, moved_to = %s, settled_at = now() WHERE id = %s",
                         (outcome, str(target) if target else None, ledger_id))
-        moved.append({"file": uri, "import_id": str(import_id), "status": status, "moved_to": str(target)})
+        moved.append({"file": uri, "import_id": str(taken_import), "status": status, "moved_to": str(target)})
     return moved
+
+
+def settle_import(url: str, import_id: str) -> list[dict[str, Any]]:
+    """When an import from a feed ends: move its file now rather than at the feed's next scan."""
+    with db.transaction(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT feed FROM cdp.feed_files WHERE import_id = %s AND settled_at IS NULL", (import_id,))
+        row = cur.fetchone()
+    return settle(url, get(row[0]), import_id) if row else []
 
 
 def runs_to_trigger(url: str, feed: Feed) -> list[dict[str, Any]]:

@@ -123,6 +123,17 @@ def cancel(conn, import_id: str, message: str, workspace_id: int | None = None) 
     return get(conn, import_id)
 
 
+def _data_docs(error_report: str | None) -> str | None:
+    """GX's page beside the report, when validation wrote one."""
+    if not error_report:
+        return None
+    docs = storage.path(error_report).with_name("data_docs.html")
+    try:
+        return str(docs) if docs.exists() else None
+    except Exception:  # object storage this process has no credentials for (a CLI without Airflow's)
+        return None
+
+
 def summary(record: dict[str, Any]) -> dict[str, Any]:
     """The JSON shape of an import for the CLI and the API (SPEC section 6)."""
     out = {k: record.get(k) for k in ("id", "workspace", "channel", "tag_mode", "status", "source",
@@ -130,8 +141,7 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
                                        "processed_rows", "errors", "warnings", "preview", "result",
                                        "error_report", "message", "dag_run_id")}
     out["import_id"] = record["id"]
-    docs = storage.path(record["error_report"]).with_name("data_docs.html") if record.get("error_report") else None
-    out["data_docs"] = str(docs) if docs and docs.exists() else None
+    out["data_docs"] = _data_docs(record.get("error_report"))
     out["rows"] = record.get("total_rows")
     for key in ("created_at", "started_at", "finished_at"):
         value = record.get(key)

@@ -9,6 +9,7 @@ import pytest
 
 from contact_import import cli, db, jobs
 from tests.helpers import EXAMPLES, LINE_HEADER, ROOT, exported, line_id, table_counts, write_csv
+from tests.s3_server import s3_server
 
 SAMPLE = EXAMPLES / "line-contacts.csv"
 TASKS = ["detect_encoding", "map_columns", "validate", "approval_gate", "approve", "upsert_contacts",
@@ -98,3 +99,29 @@ def test_airflow_gets_the_cdp_database_as_connection_cdp_default(url):
         "postgres", dsn["host"], dsn["user"], dsn["dbname"])
     assert connection.password == dsn.get("password") and connection.port == (int(dsn["port"]) if "port" in dsn else None)
     assert connection.extra_dejson == ({"sslmode": "require"} if "sslmode" in dsn else {})
+
+
+def test_files_live_in_object_storage_reached_through_airflow_s_connection(dag, cdp_url, demo_workspace,
+                                                                           monkeypatch, tmp_path):
+    """CONTACT_IMPORT_STORAGE on S3 as s3://CONN_ID@bucket/..., credentials and endpoint only in
+    that Airflow connection: every task reads and writes through ObjectStoragePath."""
+    with s3_server("cdp-files") as (endpoint, client):
+        for variable in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            monkeypatch.delenv(variable, raising=False)
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
+            "conn_type": "aws", "login": "testing", "password": "testing",
+            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}))
+        monkeypatch.setenv("CONTACT_IMPORT_STORAGE", "s3://aws_default@cdp-files/files")
+        monkeypatch.setenv("CONTACT_IMPORT_SCRATCH", str(tmp_path / "scratch"))
+        monkeypatch.setenv("CDP_DATABASE_URL", cdp_url)
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+        run = dag.test(run_conf={"workspace": "demo", "channel": "line", "tag_mode": "append", "file": str(SAMPLE)})
+        assert run.state == "success"
+        with db.transaction(cdp_url) as conn:
+            (record,) = jobs.list_imports(conn)
+        assert record["status"] == jobs.COMPLETED and record["result"]["created"] == 6
+        assert record["work_dir"] == f"s3://aws_default@cdp-files/files/imports/{record['id']}"
+        stored = {o["Key"].rsplit("/", 1)[1] for o in
+                  client.list_objects_v2(Bucket="cdp-files", Prefix=f"files/imports/{record['id']}/")["Contents"]}
+        assert {"upload.csv", "source.utf8.csv", "columns.json", "normalised.csv"} <= stored
+        assert len(exported(cdp_url)) == 6

@@ -6,44 +6,25 @@ from __future__ import annotations
 
 import csv
 import io
-import socket
 
-import boto3
-import fsspec
 import pytest
 
 from contact_import import feeds, jobs, pipeline, storage
 from tests.helpers import LINE_HEADER, exported, line_id, run_recorded
+from tests.s3_server import s3_server
 
 IMPORTS_BUCKET, INBOX_BUCKET = "cdp-files", "partner-inbox"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def s3(monkeypatch, tmp_path):
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("CONTACT_IMPORT_STORAGE", f"s3://{IMPORTS_BUCKET}/files")
-    monkeypatch.setenv("CONTACT_IMPORT_SCRATCH", str(tmp_path / "scratch"))
-    client = boto3.client("s3", endpoint_url=endpoint)
-    for bucket in (IMPORTS_BUCKET, INBOX_BUCKET):
-        client.create_bucket(Bucket=bucket)
-    fsspec.AbstractFileSystem.clear_instance_cache()  # s3fs instances remember their endpoint
-    yield client
-    fsspec.AbstractFileSystem.clear_instance_cache()
-    server.stop()
+    with s3_server(IMPORTS_BUCKET, INBOX_BUCKET) as (endpoint, client):
+        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("CONTACT_IMPORT_STORAGE", f"s3://{IMPORTS_BUCKET}/files")
+        monkeypatch.setenv("CONTACT_IMPORT_SCRATCH", str(tmp_path / "scratch"))
+        yield client
 
 
 def put(client, key: str, lines: list[str]) -> None:

@@ -149,6 +149,71 @@ def running_airflow(tmp: Path, cdp_url: str, extra_env: dict[str, str] | None = 
         assert not instance.leftovers, f"Airflow processes left behind: {instance.leftovers}"
 
 
+@contextmanager
+def airflow_metadata_database(pg_server: str):
+    """A new database on the test server for Airflow's metadata, as a SQLAlchemy URL; dropped after."""
+    import uuid
+
+    from psycopg2.extensions import parse_dsn
+
+    name = f"airflow_meta_{uuid.uuid4().hex[:10]}"
+    dsn = parse_dsn(pg_server)
+    query = "&".join(f"{k}={v}" for k, v in (("host", dsn.get("host")), ("port", dsn.get("port"))) if v)
+    login = dsn.get("user", "postgres") + (f":{dsn['password']}" if dsn.get("password") else "")
+    admin = psycopg2.connect(pg_server)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql+psycopg2://{login}@/{name}" + (f"?{query}" if query else "")
+        finally:
+            with admin.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
+
+
+def _stat(pid: int) -> tuple[int, str, str] | None:
+    """(parent pid, start time, state) of a live process, from /proc/PID/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), fields[19], fields[0]
+
+
+def process_tree(root: int) -> dict[int, tuple[str, str]]:
+    """The live descendants of `root`: pid -> (start time, command line as `ps` shows it).
+
+    Unlike processes_using() this sees the API server: its setproctitle() overwrites the memory
+    /proc/PID/environ reads, so its AIRFLOW_HOME is gone from there.
+    """
+    children: dict[int, list[int]] = {}
+    starts = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) and stat[2] != "Z":
+            children.setdefault(stat[0], []).append(int(entry.name))
+            starts[int(entry.name)] = stat[1]
+    tree, frontier = {}, [root]
+    while frontier:
+        for pid in children.get(frontier.pop(), []):
+            if pid not in tree:
+                try:
+                    command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                tree[pid] = (starts[pid], command.strip())
+                frontier.append(pid)
+    return tree
+
+
+def still_running(tree: dict[int, tuple[str, str]]) -> dict[int, str]:
+    """The processes of a process_tree() snapshot that live on (same pid and start time, not a zombie)."""
+    return {pid: command for pid, (start, command) in tree.items()
+            if (stat := _stat(pid)) and stat[1] == start and stat[2] != "Z"}
+
+
 def client_for(airflow, user: str | None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {airflow.tokens[user]}"} if user else {}
     return httpx.Client(base_url=airflow.base_url, timeout=60, headers=headers)
