@@ -11,8 +11,9 @@ FROM apache/airflow:3.3.2-python3.11
 # Airflow's image docs ask, so pip can never move Airflow off the image's version.
 # requirements.txt is a complete resolution of its own, so the image's ~/constraints.txt is
 # not applied on top (it would refuse every pin that differs); the pins win over the
-# versions the image came with. pip runs as the image's `airflow` user (its
-# ~/.local), as the image requires.
+# versions the image came with (pip may then warn that providers this project does not use,
+# such as google's, asked for other versions). pip runs as the image's `airflow` user
+# (its ~/.local), as the image requires.
 COPY --chown=airflow:0 requirements.txt /opt/airflow/requirements.txt
 RUN pip install --no-cache-dir \
         "apache-airflow==${AIRFLOW_VERSION}" \

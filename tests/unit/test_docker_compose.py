@@ -45,6 +45,7 @@ PROJECT_SERVICES = [*AIRFLOW_SERVICES, "cdp-migrate"]
 ONE_SHOTS = ["airflow-init", "cdp-migrate", "minio-init"]
 WITH_HEALTHCHECK = ["redis", "postgres", "cdp-db", "minio", "airflow-apiserver", "airflow-scheduler",
                     "airflow-dag-processor", "airflow-triggerer", "airflow-worker"]
+RUNTIME_FOLDERS = {"logs", "config", "inbox"}
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 
 # The settings this project reads (SPEC sections 7 and 9, include/contact_import/config.py),
@@ -354,7 +355,8 @@ def test_volumes_are_declared_and_data_persists(compose):
                 continue
             if is_bind(source):
                 parts = Path(source).parts
-                if source.startswith(".") and parts and parts[0] in ("dags", "plugins", "include", "expectations"):
+                # logs/, config/ and inbox/ are made at run time (airflow-init); the rest is code.
+                if source.startswith(".") and parts and parts[0] not in RUNTIME_FOLDERS:
                     assert (ROOT / source).is_dir(), f"{name} mounts missing folder {source}"
             else:
                 assert source in declared, f"{name} uses undeclared volume {source}"
@@ -444,6 +446,29 @@ def test_paths_in_the_environment_are_mounted(compose):
         feeds = Path(env["CONTACT_IMPORT_FEEDS"])
         assert mounts.get(str(feeds.parent)) == "./include", f"{name}: {feeds} is not in the mounted include/"
         assert mounts.get("/opt/airflow/dags") == "./dags" and mounts.get("/opt/airflow/plugins") == "./plugins"
+
+
+def test_feed_inboxes_are_shared_by_the_containers(compose):
+    """Each inbox of include/feeds.yaml, expanded with the containers' environment as the
+    feeds code expands it, is in the MinIO bucket or in a folder every Airflow service mounts."""
+    feeds_file = ROOT / "include" / "feeds.yaml"
+    if not feeds_file.exists():
+        pytest.skip("no include/feeds.yaml")
+    feeds = (yaml.safe_load(feeds_file.read_text()) or {}).get("feeds") or []
+    bucket = environment(services(compose)["minio-init"])["MINIO_BUCKET"]
+    for name in AIRFLOW_SERVICES:
+        service = services(compose)[name]
+        env = environment(service)
+        mounted = [target for source, target in map(volume_parts, service["volumes"]) if source]
+        for feed in feeds:
+            inbox = interpolate(str(feed["inbox"]), env, set())
+            url = urlsplit(inbox)
+            if url.scheme in ("", "file"):
+                folder = Path(url.path).parent
+                assert any(folder.is_relative_to(target) for target in mounted), (
+                    f"{name}: inbox {inbox} of feed {feed['name']} is not on a mount")
+            else:
+                assert url.scheme == "s3" and url.hostname == bucket, f"feed {feed['name']}: {inbox}"
 
 
 def test_aws_default_from_compose_reads_and_writes_storage(tmp_path):
