@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from tests.helpers import LINE_HEADER
-from tests.live.airflow_server import API, MAX_UPLOAD_MB, PASSWORD, RUN_TIMEOUT, client_for, contacts_in, csv_bytes, upload, \
-    wait_for, wait_until
+from tests.live.airflow_server import API, MAX_UPLOAD_MB, PASSWORD, RUN_TIMEOUT, answer_approval_step, client_for, \
+    contacts_in, csv_bytes, upload, wait_for, wait_until
 
 pytestmark = pytest.mark.live
 
@@ -223,20 +223,16 @@ def test_an_import_requiring_approval_waits_in_airflow_s_approval_step(airflow, 
     record = upload(admin, csv_bytes(7, start=start), workspace="other", require_approval="true").json()
     waiting = wait_for(airflow, admin, record["id"], {"awaiting_approval", "completed", "failed", "cancelled"})
     assert waiting["status"] == "awaiting_approval" and waiting["preview"]["created"] == 7
-    ti = f"/api/v2/dags/contact_import/dagRuns/{record['dag_run_id']}/taskInstances/approve"
-    # answered before the task has parked, Airflow 3.3 runs the step again and the answer is lost
-    wait_until("the approval step waiting for input", lambda: admin.get(ti).json().get("state") == "awaiting_input",
-               RUN_TIMEOUT, airflow)
-    # ... and answered within a second of parking, the scheduler may still be handling the
-    # executor's event for the parked try, count the resumed task as an unexpected state
-    # and retry it (Airflow 3.3.2): a person answers seconds later; so does this test
-    time.sleep(5)
-    hitl = f"{ti}/-1/hitlDetails"
-    detail = admin.get(hitl).json()
-    assert set(detail["options"]) == {"Approve", "Reject"} and "created: 7" in detail["body"]
-    assert contacts_in(airflow, "other") == before  # nothing written while it waits
-    answered = admin.patch(hitl, json={"chosen_options": [answer]})
-    assert answered.status_code == 200, answered.text
+    hitl = f"/api/v2/dags/contact_import/dagRuns/{record['dag_run_id']}/taskInstances/approve/-1/hitlDetails"
+
+    def respond():
+        detail = admin.get(hitl).json()
+        assert set(detail["options"]) == {"Approve", "Reject"} and "created: 7" in detail["body"]
+        assert contacts_in(airflow, "other") == before  # nothing written while it waits
+        answered = admin.patch(hitl, json={"chosen_options": [answer]})
+        assert answered.status_code == 200, answered.text
+
+    answer_approval_step(airflow, admin, record["dag_run_id"], respond)
     done = wait_for(airflow, admin, record["id"], {"completed", "failed", "cancelled"})
     if answer == "Approve":
         assert done["status"] == "completed" and done["result"]["created"] == 7
