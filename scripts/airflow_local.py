@@ -60,7 +60,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from contact_import import config, db, migrate, workspaces
+from contact_import import config, db, feeds, migrate, storage, workspaces
 from contact_import.cli import airflow_env
 
 ROOT = config.project_root()
@@ -108,6 +108,11 @@ def prepare_cdp() -> str:
     with db.transaction(url) as conn:
         ws = workspaces.apply(conn, workspaces.load_file(DEMO_WORKSPACE))
     say(f"CDP database at revision {revision}; workspace {ws.slug!r} applied from {DEMO_WORKSPACE.name}")
+    for feed in feeds.load():  # local inboxes exist, so the feeds' scans find them
+        if storage.is_local(feed.folder):
+            storage.local_path(feed.folder).mkdir(parents=True, exist_ok=True)
+            say(f"Partner feed {feed.name!r}: drop files into {storage.local_path(feed.folder)}"
+                f" (DAG partner_feeds, {feed.schedule}; or trigger it)")
     return url
 
 

@@ -1,7 +1,8 @@
 """`make airflow-celery` for real: the same DAG on CeleryExecutor (Redis broker, PostgreSQL
 metadata, SPEC section 9). scripts/airflow_local.py with AIRFLOW_LOCAL_EXECUTOR=celery starts
 api-server, scheduler, dag-processor, triggerer and a Celery worker; an import triggered through
-Airflow's REST API completes, and every task of the run was a Celery task the worker executed.
+Airflow's REST API completes, and every task of the run was a Celery task the worker executed;
+then a partner feed's two files become two imports, and each file moves to done/ as its run ends.
 
 Isolation on the shared Redis (CONTACT_IMPORT_TEST_REDIS_URL, default redis://127.0.0.1:6379/0):
 every key of this set-up carries a key prefix of this test's own (kombu's global_keyprefix) and
@@ -27,6 +28,7 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from tests.helpers import LINE_HEADER, line_id
 from tests.live.airflow_server import (PARSE_TIMEOUT, PASSWORD, RUN_TIMEOUT, SAMPLE, STARTUP_TIMEOUT, TASKS,
                                        airflow_metadata_database, process_tree, running_airflow, still_running,
                                        task_logs, wait_until)
@@ -64,7 +66,13 @@ def broker():
 
 
 def test_celery_executor_runs_an_import_on_the_worker(tmp_path, cdp_url, metadata_url, broker):
+    inbox = tmp_path / "inbox" / "partner"
+    inbox.mkdir(parents=True)
+    feeds_file = tmp_path / "feeds.yaml"
+    feeds_file.write_text(f"feeds:\n  - name: partner\n    workspace: demo\n    channel: line\n"
+                          f"    inbox: file://{inbox}/*.csv\n    settle_seconds: 1\n")
     env = {
+        "CONTACT_IMPORT_FEEDS": str(feeds_file),
         "AIRFLOW_LOCAL_EXECUTOR": "celery",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
         "AIRFLOW__CELERY__BROKER_URL": broker.url,
@@ -153,6 +161,23 @@ def test_celery_executor_runs_an_import_on_the_worker(tmp_path, cdp_url, metadat
         # The broker: this set-up's keys carry its prefix, none is outside it.
         assert broker.client.exists(f"{broker.prefix}_kombu.binding.{broker.queue}")
         assert not broker.client.exists(f"_kombu.binding.{broker.queue}")
+
+        # A partner feed on the same set-up: two files dropped into its inbox, the feed DAG
+        # triggered by hand, one import per file, each file in done/ once its run has ended.
+        for n, name in enumerate(("monday.csv", "tuesday.csv")):
+            (inbox / name).write_text(f"{LINE_HEADER}\n{line_id(500 + n)},Feed {n},,,,,,,,,\n", encoding="utf-8")
+        feed_run = client.post("/api/v2/dags/partner_feeds/dagRuns", json={"logical_date": None})
+        assert feed_run.status_code == 200, feed_run.text
+
+        def feed_imports_done():
+            runs = [r for r in client.get("/api/v2/dags/contact_import/dagRuns").json()["dag_runs"]
+                    if r["dag_run_id"].startswith("feed__partner__")]
+            return runs if len(runs) == 2 and all(r["state"] in ("success", "failed") for r in runs) else None
+
+        feed_runs = wait_until("the feed's two imports", feed_imports_done, 2 * RUN_TIMEOUT, airflow, every=2)
+        assert {r["state"] for r in feed_runs} == {"success"}, feed_runs
+        wait_until("both files in done/", lambda: sorted(p.name for p in (inbox / "done").glob("*.csv"))
+                   == ["monday.csv", "tuesday.csv"], RUN_TIMEOUT, airflow)
 
         # A clean stop: SIGTERM to the script stops every component and what they started, the API
         # server included (which the helper's AIRFLOW_HOME scan cannot see).
