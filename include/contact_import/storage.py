@@ -139,11 +139,3 @@ def local_folder(folder: str | os.PathLike, fetch: Iterable[str] = (),
                     copy(path(local / name), remote / name)
     finally:
         shutil.rmtree(local, ignore_errors=True)
-
-
-def read_bytes(location: str | os.PathLike) -> bytes:
-    return path(location).read_bytes()
-
-
-def exists(location: str | os.PathLike) -> bool:
-    return path(location).exists()
