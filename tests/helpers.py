@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from pathlib import Path
 
 from contact_import import db, export, jobs, pipeline, workspaces
@@ -19,6 +20,12 @@ LINE_HEADER = ("LINE User ID,Name,Email,Phone,Gender,Birthday,Tags,Binding Teamm
 
 def line_id(n: int) -> str:
     return "U" + f"{n:032x}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def write_csv(path: Path, header: str, rows: list[str]) -> Path:

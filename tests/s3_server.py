@@ -1,18 +1,13 @@
 """moto's S3 server on a free localhost port, for tests of object storage."""
 from __future__ import annotations
 
-import socket
 from contextlib import contextmanager
 from typing import Iterator
 
 import boto3
 import fsspec
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.helpers import free_port
 
 
 @contextmanager

@@ -29,7 +29,6 @@ REPORT_NAME = "errors.csv"
 WARNINGS_NAME = "warnings.csv"
 DATA_DOCS_NAME = "data_docs.html"  # GX's page of a failed validation, beside errors.csv
 COLUMNS_NAME = "columns.json"
-REPORT_NAMES = (REPORT_NAME, "errors.zh-TW.csv", DATA_DOCS_NAME)  # what a rejection leaves to read
 
 
 class StageError(Exception):
@@ -451,6 +450,10 @@ def task_failed(url: str, import_id: str, message: str) -> None:
 def report_path(report, lang: str):
     """errors.csv is English; errors.zh-TW.csv beside it (paths local or in storage)."""
     return report if lang == "en" else report.with_name(f"{report.stem}.{lang}{report.suffix}")
+
+
+# what a rejection leaves to read (the stages put these back into storage)
+REPORT_NAMES = (REPORT_NAME, report_path(Path(REPORT_NAME), "zh-TW").name, DATA_DOCS_NAME)
 
 
 def _reject(url: str, import_id: str, local: Path, folder: str, issues: list[Issue]) -> None:

@@ -35,10 +35,8 @@ def test_dag_has_the_pipeline_tasks_in_order_and_typed_params(dag):
     assert dag.max_active_runs == 1
 
 
-def test_dag_test_runs_an_import_from_the_trigger_form_params(dag, cdp_url, demo_workspace, monkeypatch):
+def test_dag_test_runs_an_import_from_the_trigger_form_params(dag, cdp_url, demo_workspace, airflow_on_cdp):
     """What a user does in the Airflow UI: only workspace, channel, tag mode and file."""
-    monkeypatch.setenv("CDP_DATABASE_URL", cdp_url)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
     run = dag.test(run_conf={"workspace": "demo", "channel": "line", "tag_mode": "append", "file": str(SAMPLE)})
     assert run.state == "success"
     with db.transaction(cdp_url) as conn:
@@ -102,7 +100,7 @@ def test_airflow_gets_the_cdp_database_as_connection_cdp_default(url):
 
 
 def test_files_live_in_object_storage_reached_through_airflow_s_connection(dag, cdp_url, demo_workspace,
-                                                                           monkeypatch, tmp_path):
+                                                                           airflow_on_cdp, monkeypatch, tmp_path):
     """CONTACT_IMPORT_STORAGE on S3 as s3://CONN_ID@bucket/..., credentials and endpoint only in
     that Airflow connection: every task reads and writes through ObjectStoragePath."""
     with s3_server("cdp-files") as (endpoint, client):
@@ -113,8 +111,6 @@ def test_files_live_in_object_storage_reached_through_airflow_s_connection(dag, 
             "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}))
         monkeypatch.setenv("CONTACT_IMPORT_STORAGE", "s3://aws_default@cdp-files/files")
         monkeypatch.setenv("CONTACT_IMPORT_SCRATCH", str(tmp_path / "scratch"))
-        monkeypatch.setenv("CDP_DATABASE_URL", cdp_url)
-        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
         run = dag.test(run_conf={"workspace": "demo", "channel": "line", "tag_mode": "append", "file": str(SAMPLE)})
         assert run.state == "success"
         with db.transaction(cdp_url) as conn:

@@ -3,7 +3,6 @@ missing fails alone, each new file triggers one `contact_import` run (run id fro
 import, so a rerun triggers nothing twice), and settled files move to done/."""
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
@@ -12,7 +11,7 @@ from tests.helpers import LINE_HEADER, ROOT, line_id, run_recorded, write_csv
 
 
 @pytest.fixture
-def feeds_dag(tmp_path, monkeypatch, cdp_url, demo_workspace):
+def feeds_dag(tmp_path, monkeypatch, demo_workspace, airflow_on_cdp):
     inbox = tmp_path / "inbox" / "acme"
     inbox.mkdir(parents=True)
     feeds_file = tmp_path / "feeds.yaml"
@@ -29,8 +28,6 @@ def feeds_dag(tmp_path, monkeypatch, cdp_url, demo_workspace):
     schedule: "*/15 * * * *"
 """)
     monkeypatch.setenv("CONTACT_IMPORT_FEEDS", str(feeds_file))
-    monkeypatch.setenv("CDP_DATABASE_URL", cdp_url)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
     sys.path.insert(0, str(ROOT / "dags"))
     sys.modules.pop("partner_feeds_dag", None)  # the feeds file is read when the DAG file is parsed
     from partner_feeds_dag import dag_object  # noqa: PLC0415

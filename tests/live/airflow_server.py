@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import httpx
 import psycopg2
 import pytest
 
-from tests.helpers import EXAMPLES, LINE_HEADER, ROOT, line_id
+from tests.helpers import EXAMPLES, LINE_HEADER, ROOT, free_port, line_id
 
 SCRIPT = ROOT / "scripts" / "airflow_local.py"
 SAMPLE = (EXAMPLES / "line-contacts.csv").resolve()
@@ -31,12 +30,6 @@ MAX_UPLOAD_MB = 1  # of the shared Airflow (tests/live/conftest.py)
 CHUNK_ROWS = 100
 TASKS = ["detect_encoding", "map_columns", "validate", "approval_gate", "approve", "upsert_contacts",
          "bind_teammates", "finalize"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def processes_using(home: Path) -> list[int]:
@@ -281,3 +274,32 @@ def answer_approval_step(airflow: LocalAirflow, api: httpx.Client, run_id: str, 
         if step["state"] != "awaiting_input":
             return step
     pytest.fail(f"Airflow asked {ANSWER_ATTEMPTS} times for the approval of run {run_id}")
+
+
+def run_sample_import(airflow: LocalAirflow, client: httpx.Client, cdp_url: str) -> tuple[str, list[dict], dict]:
+    """Trigger contact_import on the sample file through Airflow's REST API, wait for the run,
+    check every task ran (approve skipped) and the import completed with the sample's 6 rows;
+    returns the run id, the task instances and the import's result."""
+    conf = {"workspace": "demo", "channel": "line", "tag_mode": "append", "file": str(SAMPLE)}
+    created = client.post("/api/v2/dags/contact_import/dagRuns", json={"logical_date": None, "conf": conf})
+    assert created.status_code == 200, created.text
+    run_id = created.json()["dag_run_id"]
+
+    def finished():
+        state = client.get(f"/api/v2/dags/contact_import/dagRuns/{run_id}").json()["state"]
+        return state if state in ("success", "failed") else None
+
+    state = wait_until(f"end of run {run_id}", finished, RUN_TIMEOUT, airflow, every=2)
+    tis = client.get(f"/api/v2/dags/contact_import/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+    states = {ti["task_id"]: ti["state"] for ti in tis}
+    assert state == "success" and states == {**dict.fromkeys(TASKS, "success"), "approve": "skipped"}, \
+        f"run {state}, tasks {states}\n{task_logs(airflow, run_id)}\n{airflow.output()}"
+
+    with psycopg2.connect(cdp_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT status, total_rows, processed_rows, dag_run_id, result FROM cdp.imports")
+        imports = cur.fetchall()
+    conn.close()
+    assert len(imports) == 1, imports
+    status, total_rows, processed_rows, dag_run_id, result = imports[0]
+    assert (status, total_rows, processed_rows, dag_run_id) == ("completed", 6, 6, run_id)
+    return run_id, tis, result

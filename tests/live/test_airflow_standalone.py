@@ -6,11 +6,10 @@ Slow (about a minute): four Airflow components start, and every task is a fresh 
 from __future__ import annotations
 
 import httpx
-import psycopg2
 import pytest
 
-from tests.live.airflow_server import (PARSE_TIMEOUT, PASSWORD, RUN_TIMEOUT, SAMPLE, STARTUP_TIMEOUT, TASKS,
-                                       processes_using, running_airflow, task_logs, wait_until)
+from tests.live.airflow_server import (PARSE_TIMEOUT, PASSWORD, STARTUP_TIMEOUT, processes_using,
+                                       run_sample_import, running_airflow, wait_until)
 
 pytestmark = pytest.mark.live
 
@@ -44,28 +43,7 @@ def test_make_airflow_runs_an_import_triggered_through_the_api(local_airflow, cd
     assert set(params["tag_mode"]["schema"]["enum"]) == {"append", "overwrite"}
     assert {"workspace", "file", "mapping", "require_approval"} <= set(params)
 
-    conf = {"workspace": "demo", "channel": "line", "tag_mode": "append", "file": str(SAMPLE)}
-    created = client.post("/api/v2/dags/contact_import/dagRuns", json={"logical_date": None, "conf": conf})
-    assert created.status_code == 200, created.text
-    run_id = created.json()["dag_run_id"]
-
-    def finished():
-        state = client.get(f"/api/v2/dags/contact_import/dagRuns/{run_id}").json()["state"]
-        return state if state in ("success", "failed") else None
-
-    state = wait_until(f"end of run {run_id}", finished, RUN_TIMEOUT, airflow, every=2)
-    tis = client.get(f"/api/v2/dags/contact_import/dagRuns/{run_id}/taskInstances").json()["task_instances"]
-    states = {ti["task_id"]: ti["state"] for ti in tis}
-    assert state == "success" and states == {**dict.fromkeys(TASKS, "success"), "approve": "skipped"}, \
-        f"run {state}, tasks {states}\n{task_logs(airflow, run_id)}"
-
-    with psycopg2.connect(cdp_url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT status, total_rows, processed_rows, dag_run_id, result FROM cdp.imports")
-        imports = cur.fetchall()
-    conn.close()
-    assert len(imports) == 1, imports
-    status, total_rows, processed_rows, dag_run_id, result = imports[0]
-    assert (status, total_rows, processed_rows, dag_run_id) == ("completed", 6, 6, run_id)
+    result = run_sample_import(airflow, client, cdp_url)[2]
     assert result["created"] == 6
 
     # A clean stop: SIGTERM to the script stops every Airflow component in time.

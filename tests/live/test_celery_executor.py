@@ -22,16 +22,15 @@ import uuid
 from types import SimpleNamespace
 
 import httpx
-import psycopg2
 import pytest
 import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from tests.helpers import LINE_HEADER, line_id
-from tests.live.airflow_server import (PARSE_TIMEOUT, PASSWORD, RUN_TIMEOUT, SAMPLE, STARTUP_TIMEOUT, TASKS,
-                                       airflow_metadata_database, process_tree, running_airflow, still_running,
-                                       task_logs, wait_until)
+from tests.live.airflow_server import (PARSE_TIMEOUT, PASSWORD, RUN_TIMEOUT, STARTUP_TIMEOUT, TASKS,
+                                       airflow_metadata_database, process_tree, run_sample_import,
+                                       running_airflow, still_running, wait_until)
 
 pytestmark = pytest.mark.live
 
@@ -109,29 +108,8 @@ def test_celery_executor_runs_an_import_on_the_worker(tmp_path, cdp_url, metadat
         commands = wait_until("every component", all_components, PARSE_TIMEOUT, airflow)
         assert not [c for c in commands if "LocalExecutor" in c or "standalone" in c], commands
 
-        conf = {"workspace": "demo", "channel": "line", "tag_mode": "append", "file": str(SAMPLE)}
-        created = client.post("/api/v2/dags/contact_import/dagRuns", json={"logical_date": None, "conf": conf})
-        assert created.status_code == 200, created.text
-        run_id = created.json()["dag_run_id"]
-
-        def finished():
-            state = client.get(f"/api/v2/dags/contact_import/dagRuns/{run_id}").json()["state"]
-            return state if state in ("success", "failed") else None
-
-        state = wait_until(f"end of run {run_id}", finished, RUN_TIMEOUT, airflow, every=2)
-        tis = client.get(f"/api/v2/dags/contact_import/dagRuns/{run_id}/taskInstances").json()["task_instances"]
-        states = {ti["task_id"]: ti["state"] for ti in tis}
-        assert state == "success" and states == {**dict.fromkeys(TASKS, "success"), "approve": "skipped"}, \
-            f"run {state}, tasks {states}\n{task_logs(airflow, run_id)}\n{airflow.output()}"
-
         # The import: the same result as on LocalExecutor.
-        with psycopg2.connect(cdp_url) as conn, conn.cursor() as cur:
-            cur.execute("SELECT status, total_rows, processed_rows, dag_run_id, result FROM cdp.imports")
-            imports = cur.fetchall()
-        conn.close()
-        assert len(imports) == 1, imports
-        status, total_rows, processed_rows, dag_run_id, result = imports[0]
-        assert (status, total_rows, processed_rows, dag_run_id) == ("completed", 6, 6, run_id)
+        run_id, tis, result = run_sample_import(airflow, client, cdp_url)
         assert result["created"] == 6 and result["bound"] == 3, result
 
         # Where the tasks ran. The REST API: every task went to this test's queue and ran in a process.
