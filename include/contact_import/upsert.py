@@ -1,11 +1,14 @@
 """upsert_contacts: resolve each row's customer in file order, then write set-based.
 
-Per chunk: three bulk reads (the chunk's existing contacts with their tags; the
-customers they or the chunk's emails/phones point at), one pass in Python that
-applies SPEC section 2's matching rules row by row in file order, then COPY into
-temporary tables and a handful of set-based statements. The chunk's writes and its
-checkpoint (imports.last_chunk, processed_rows, result) commit in one transaction,
-so a retried task continues after the last committed chunk.
+A whole-file pass in SQL (set_based.py) settles the rows no other row of the file
+touches when they are new contacts of new customers or unchanged. The rest (rows
+sharing a customer or values with other rows, identity matches and conflicts,
+changes) go through one pass in Python per chunk that applies SPEC section 2's
+matching rules row by row in file order, after three bulk reads (the rows' existing
+contacts with their tags; the customers they or their emails/phones point at).
+Writes are COPY into temporary tables and a handful of set-based statements. The
+chunk's writes and its checkpoint (imports.last_chunk, processed_rows, result)
+commit in one transaction, so a retried task continues after the last committed chunk.
 """
 from __future__ import annotations
 
@@ -16,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import pandas as pd
-from psycopg2 import sql
 
+from . import set_based
 from .channels import Channel
 from .errors import Issue
 from .profiles import PROFILE
@@ -46,6 +49,7 @@ def copy_rows(cur, table: str, rows: Iterable[tuple]) -> None:
 
 @dataclass
 class ChunkPlan:
+    number: int = 0
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
     new_customers: dict[int, dict] = field(default_factory=dict)
     changed_customers: dict[int, dict] = field(default_factory=dict)
@@ -54,19 +58,23 @@ class ChunkPlan:
     tag_changes: list[tuple[int | None, str, str, str]] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
     carried: dict[int, dict] = field(default_factory=dict)  # dry run: customers later rows may see again
+    set_based: int = 0  # rows settled by the whole-file pass, of which
+    set_based_new: int = 0  # new contacts of new customers, written by set_based.insert_new
 
 
 class Upserter:
-    def __init__(self, conn, ws: Workspace, channel: Channel, tag_mode: str, dry_run: set[int] | None = None):
-        """dry_run: plan without writing (the preview). The set holds the file lines whose
-        outcome depends on other rows of the file (`related_rows`); the customers they touch
-        are carried from chunk to chunk in memory, standing in for the writes a real import
+    def __init__(self, conn, ws: Workspace, channel: Channel, tag_mode: str,
+                 settled: set_based.Settled | None = None, chunk_rows: int = 0, dry_run: bool = False):
+        """settled: the whole-file pass's outcome for the file about to be planned in chunks
+        of chunk_rows; None plans every row in Python and counts every row as related.
+        dry_run: plan without writing (the preview); the customers related rows touch are
+        carried from chunk to chunk in memory, standing in for the writes a real import
         would have made by then. Every other row only ever sees the database as it is."""
         self.conn, self.ws, self.channel, self.tag_mode = conn, ws, channel, tag_mode
         self._first_row_of_customer: dict[int, int] = {}
         self._next_placeholder = -1
-        self.dry_run = dry_run is not None
-        self._related = dry_run or set()
+        self.dry_run = dry_run
+        self._settled, self._chunk_rows = settled, chunk_rows
         self._carried: dict[int, dict] = {}  # customer id -> profile, as the import would have left it
         self._holding: dict[str, dict[str, set[int]]] = {"email": {}, "phone": {}}  # carried customers by value
 
@@ -79,10 +87,27 @@ class Upserter:
         with self.conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, self.ws.id))
 
+    def _is_related(self, row: int) -> bool:
+        return self._settled is None or row in self._settled.related
+
     # ------------------------------------------------------------------ read + plan
-    def plan(self, chunk: pd.DataFrame) -> ChunkPlan:
+    def plan(self, number: int, chunk: pd.DataFrame) -> ChunkPlan:
+        """chunk `number` of the file, as read_normalised yields it."""
+        plan = ChunkPlan(number=number)
+        if self._settled is not None:
+            for key, value in self._settled.counts.get(number, {}).items():
+                plan.counts[key] += value
+            plan.set_based = len(chunk)
+            chunk = chunk[chunk["row"].isin(self._settled.to_plan)]
+            plan.set_based -= len(chunk)
+            plan.set_based_new = self._settled.new.get(number, 0)
+        if chunk.empty:
+            return plan
         columns = list(chunk.columns)  # DataFrame.to_dict boxes every cell through pandas: 3x slower
         rows = [dict(zip(columns, values)) for values in zip(*(chunk[c].tolist() for c in columns))]
+        for r in rows:
+            r["tags"] = json.loads(r["tags"]) if r["tags"] is not None else None
+            r["attributes"] = json.loads(r["attributes"]) if r["attributes"] is not None else None
         with self.conn.cursor() as cur:
             contacts = self._existing_contacts(cur, [r["user_id"] for r in rows])
             by_email = self._owners(cur, "email", {r["email"] for r in rows if r["email"]})
@@ -95,7 +120,7 @@ class Upserter:
                          for r in cur.fetchall()}
         for i in ids & self._carried.keys():
             customers[i] = {**self._carried[i], "attributes": dict(self._carried[i]["attributes"])}
-        plan = self._resolve(rows, contacts, by_email, by_phone, customers)
+        self._resolve(rows, contacts, by_email, by_phone, customers, plan)
         for customer_id, customer in plan.carried.items():
             self._carry(customer_id, customer)
         return plan
@@ -140,8 +165,7 @@ class Upserter:
                        GROUP BY c.id""", (self.ws.id, self.channel.name, user_ids))
         return {uid: (cid, cust, set(tags)) for uid, cid, cust, tags in cur.fetchall()}
 
-    def _resolve(self, rows, contacts, by_email, by_phone, customers) -> ChunkPlan:
-        plan = ChunkPlan()
+    def _resolve(self, rows, contacts, by_email, by_phone, customers, plan: ChunkPlan) -> None:
         for r in rows:
             existing = contacts.get(r["user_id"])
             email_match = by_email.get(r["email"]) if r["email"] else None
@@ -160,15 +184,15 @@ class Upserter:
                     customers[customer_id] = {"attributes": {}}
                     plan.new_customers[customer_id] = customers[customer_id]
                     plan.counts["customers_created"] += 1
-            # a dry run knows which rows can share a customer; the others need no memory of it
+            # only related rows can share a customer; the others need no memory of it
             first = (self._first_row_of_customer.setdefault(customer_id, r["row"])
-                     if not self.dry_run or r["row"] in self._related else r["row"])
+                     if self._is_related(r["row"]) else r["row"])
             if first != r["row"]:
                 via = "email" if r["email"] and by_email.get(r["email"]) == customer_id else "phone"
                 plan.warnings.append(Issue("profile_shared", r["row"], via, r.get(via) or "",
                                            {"other_row": first, "via": via}))
             changed = self._apply_profile(customers[customer_id], r)
-            if r["row"] in self._related:
+            if self.dry_run and self._is_related(r["row"]):
                 plan.carried[customer_id] = customers[customer_id]
             if changed and customer_id not in plan.new_customers:
                 plan.changed_customers[customer_id] = customers[customer_id]
@@ -191,7 +215,6 @@ class Upserter:
                 plan.counts["updated"] += 1
             else:
                 plan.counts["unchanged"] += 1
-        return plan
 
     @staticmethod
     def _apply_profile(customer: dict, row: dict) -> bool:
@@ -216,7 +239,9 @@ class Upserter:
     # ------------------------------------------------------------------ write
     def write(self, plan: ChunkPlan) -> None:
         with self.conn.cursor() as cur:
-            self._create_stage_tables(cur)
+            _create_stage_tables(cur)
+            if plan.set_based_new:
+                set_based.insert_new(cur, self.ws, self.channel, plan.number, self._chunk_rows)
             if plan.new_customers:
                 cur.execute("SELECT nextval('cdp.customers_id_seq') FROM generate_series(1, %s)",
                             (len(plan.new_customers),))
@@ -264,29 +289,25 @@ class Upserter:
         first = self._first_row_of_customer
         first.update({real_ids[k]: first.pop(k) for k in real_ids if k in first})
 
-    @staticmethod
-    def _create_stage_tables(cur) -> None:
-        cur.execute("""CREATE TEMP TABLE IF NOT EXISTS stage_customers (id bigint, is_new boolean, name text,
-                           email text, phone text, gender text, birthday date, attributes jsonb)
-                           ON COMMIT DELETE ROWS;
-                       CREATE TEMP TABLE IF NOT EXISTS stage_contacts (id bigint, user_id text, customer_id bigint)
-                           ON COMMIT DELETE ROWS;
-                       CREATE TEMP TABLE IF NOT EXISTS stage_tags (contact_id bigint, tag text, op text)
-                           ON COMMIT DELETE ROWS;
-                       TRUNCATE stage_customers, stage_contacts, stage_tags;""")
 
 
-def read_normalised(path, chunk_rows: int, decode: bool = True) -> Iterable[pd.DataFrame]:
-    """The validated file, chunk by chunk, with JSON columns decoded and empty cells as None."""
+def _create_stage_tables(cur) -> None:
+    cur.execute("""CREATE TEMP TABLE IF NOT EXISTS stage_customers (id bigint, is_new boolean, name text,
+                       email text, phone text, gender text, birthday date, attributes jsonb)
+                       ON COMMIT DELETE ROWS;
+                   CREATE TEMP TABLE IF NOT EXISTS stage_contacts (id bigint, user_id text, customer_id bigint)
+                       ON COMMIT DELETE ROWS;
+                   CREATE TEMP TABLE IF NOT EXISTS stage_tags (contact_id bigint, tag text, op text)
+                       ON COMMIT DELETE ROWS;
+                   TRUNCATE stage_customers, stage_contacts, stage_tags;""")
+
+
+def read_normalised(path, chunk_rows: int) -> Iterable[pd.DataFrame]:
+    """The validated file, chunk by chunk: empty cells as None, tags and attributes as JSON text."""
     reader = pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_rows, encoding="utf-8")
     for chunk in reader:
         chunk = chunk.astype(object).where(chunk != "", None)
         chunk["row"] = chunk["row"].astype(int)
-        if not decode:
-            yield chunk
-            continue
-        chunk["tags"] = [json.loads(v) if v is not None else None for v in chunk["tags"]]
-        chunk["attributes"] = [json.loads(v) if v is not None else None for v in chunk["attributes"]]
         yield chunk
 
 
@@ -298,57 +319,22 @@ def refresh_statistics(conn) -> None:
         cur.execute("ANALYZE cdp.customers, cdp.contacts, cdp.tags, cdp.contact_tags")
 
 
-def related_rows(conn, ws: Workspace, channel: Channel, path, chunk_rows: int) -> set[int]:
-    """File lines whose outcome may depend on another row of the file: rows sharing an
-    email or phone in the file, or a stored customer (through their contact, email or phone).
-
-    A row outside this set touches a customer no other row touches and looks up values
-    no other row changes, so planning it against the database as it stands is exact.
-    """
-    with conn.cursor() as cur, open(path, encoding="utf-8", newline="") as file:
-        header = next(csv.reader(file))
-        file.seek(0)
-        cur.execute(sql.SQL("CREATE TEMP TABLE preview_rows ({}) ON COMMIT DROP").format(
-            sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(column)) for column in header)))
-        cur.copy_expert("COPY preview_rows FROM STDIN WITH (FORMAT csv, HEADER true)", file)
-        cur.execute("ANALYZE preview_rows")
-        cur.execute("SET LOCAL work_mem = '256MB'")  # the grouping below sorts on disk otherwise
-        cur.execute("""WITH links AS (  -- each row and the stored customers it reaches
-                           SELECT s.row::int, c.customer_id FROM preview_rows s
-                           JOIN cdp.contacts c ON c.workspace_id = %(ws)s AND c.channel = %(ch)s
-                                              AND c.channel_user_id = s.user_id
-                           UNION
-                           SELECT s.row::int, cu.id FROM preview_rows s
-                           JOIN cdp.customers cu ON cu.workspace_id = %(ws)s AND cu.email = s.email
-                           UNION
-                           SELECT s.row::int, cu.id FROM preview_rows s
-                           JOIN cdp.customers cu ON cu.workspace_id = %(ws)s AND cu.phone = s.phone),
-                       shared AS (SELECT customer_id FROM links GROUP BY customer_id HAVING count(*) > 1)
-                       SELECT row FROM links JOIN shared USING (customer_id)
-                       UNION
-                       SELECT row::int FROM preview_rows WHERE email IN (
-                           SELECT email FROM preview_rows WHERE email <> '' GROUP BY email HAVING count(*) > 1)
-                       UNION
-                       SELECT row::int FROM preview_rows WHERE phone IN (
-                           SELECT phone FROM preview_rows WHERE phone <> '' GROUP BY phone HAVING count(*) > 1)""",
-                    {"ws": ws.id, "ch": channel.name})
-        return {row for (row,) in cur.fetchall()}
-
-
 def run(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_rows: int, *,
         start_after_chunk: int = -1, on_chunk: Callable[[int, pd.DataFrame, ChunkPlan], None] | None = None,
-        should_stop: Callable[[], bool] = lambda: False, dry_run: bool = False) -> dict[str, int]:
+        should_stop: Callable[[], bool] = lambda: False, dry_run: bool = False,
+        row_by_row: bool = False) -> dict[str, int]:
     """Upsert the normalised file, committing chunk by chunk; or, with dry_run, only plan
-    it (the preview: the same counts and warnings, nothing written)."""
+    it (the preview: the same counts and warnings, nothing written). row_by_row plans
+    every row in Python: the reference the set-based path is tested against."""
     totals = dict.fromkeys(COUNTS, 0)
-    related = related_rows(conn, ws, channel, path, chunk_rows) if dry_run else None
-    upserter = Upserter(conn, ws, channel, tag_mode, dry_run=related)
+    settled = None if row_by_row else set_based.prepare(conn, ws, channel, tag_mode, path, chunk_rows)
+    upserter = Upserter(conn, ws, channel, tag_mode, settled, chunk_rows, dry_run=dry_run)
     for number, chunk in enumerate(read_normalised(path, chunk_rows)):
         if number <= start_after_chunk:
             continue
         if should_stop():
             raise Cancelled()
-        plan = upserter.plan(chunk)
+        plan = upserter.plan(number, chunk)
         for key in COUNTS:
             totals[key] += plan.counts[key]
         if dry_run:

@@ -60,7 +60,7 @@ def test_the_preview_counts_and_warns_exactly_like_the_import(monkeypatch, cdp_u
     try:
         result = upsert.run(conn, ws, get_channel("line"), tag_mode, pipeline.Path(work_dir) / pipeline.NORMALISED_NAME,
                             config.chunk_rows(), on_chunk=lambda n, chunk, plan: applied.extend(plan.warnings))
-        for chunk in upsert.read_normalised(pipeline.Path(work_dir) / pipeline.NORMALISED_NAME, 100, decode=False):
+        for chunk in upsert.read_normalised(pipeline.Path(work_dir) / pipeline.NORMALISED_NAME, 100):
             for key, value in binding.apply(conn, ws, get_channel("line"), chunk).items():
                 result[key] = result.get(key, 0) + value
         conn.commit()
