@@ -58,13 +58,16 @@ def check(conn, ws: Workspace, channel: Channel, normalised: pd.DataFrame, heade
     return issues
 
 
+COLUMNS = ("user_id", "binding_teammate", "store_code")  # of the normalised file, all apply needs
+
+
 def _stage(cur, rows: pd.DataFrame) -> None:
     from .upsert import copy_rows
 
     cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_bindings"
                 " (user_id text, teammate text, store_code text) ON COMMIT DELETE ROWS")
     cur.execute("TRUNCATE stage_bindings")
-    copy_rows(cur, "stage_bindings", rows[["user_id", "binding_teammate", "store_code"]].itertuples(index=False))
+    copy_rows(cur, "stage_bindings", rows[list(COLUMNS)].itertuples(index=False))
 
 
 def apply(conn, ws: Workspace, channel: Channel, rows: pd.DataFrame) -> dict[str, int]:

@@ -179,7 +179,7 @@ def preview(url: str, ws: workspaces.Workspace, channel_name: str, tag_mode: str
 
 def _bindings(conn, ws, channel, work_dir, action=binding.apply) -> dict[str, int]:
     totals = {"bound": 0, "unbound": 0}
-    for chunk in upsert.read_normalised(work_dir / NORMALISED_NAME, config.chunk_rows()):
+    for chunk in upsert.read_normalised(work_dir / NORMALISED_NAME, config.chunk_rows(), binding.COLUMNS):
         for key, value in action(conn, ws, channel, chunk).items():
             totals[key] += value
     return totals

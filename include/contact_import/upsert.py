@@ -302,12 +302,15 @@ def _create_stage_tables(cur) -> None:
                    TRUNCATE stage_customers, stage_contacts, stage_tags;""")
 
 
-def read_normalised(path, chunk_rows: int) -> Iterable[pd.DataFrame]:
-    """The validated file, chunk by chunk: empty cells as None, tags and attributes as JSON text."""
-    reader = pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_rows, encoding="utf-8")
+def read_normalised(path, chunk_rows: int, columns: Iterable[str] | None = None) -> Iterable[pd.DataFrame]:
+    """The validated file (or only `columns` of it), chunk by chunk: empty cells as None,
+    tags and attributes as JSON text."""
+    reader = pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_rows, encoding="utf-8",
+                         usecols=list(columns) if columns else None)
     for chunk in reader:
         chunk = chunk.astype(object).where(chunk != "", None)
-        chunk["row"] = chunk["row"].astype(int)
+        if "row" in chunk:
+            chunk["row"] = chunk["row"].astype(int)
         yield chunk
 
 
