@@ -233,7 +233,7 @@ def _copy(reader, writer, max_cell_chars: int, path, codec: str) -> tuple[list[s
             _fail("malformed_csv", row=reader.line_num, detail=str(e))
         if cells is None:
             break
-        if not any(c.strip() for c in cells):
+        if not any(map(str.strip, cells)):  # map, not a generator: this loop runs once per row
             continue
         if header is None:
             header = [c.strip() for c in cells]
@@ -243,16 +243,17 @@ def _copy(reader, writer, max_cell_chars: int, path, codec: str) -> tuple[list[s
             writer.writerow(["__row__", *header])
             continue
         width = len(header)
-        if any(c.strip() for c in cells[width:]):
+        if len(cells) > width and any(map(str.strip, cells[width:])):
             used = max(i for i, c in enumerate(cells) if c.strip()) + 1
             _fail("malformed_csv", row=start, detail=f"{used} cells but the header has {width}")
         cells = cells[:width] + [""] * (width - len(cells))
         # csv.writer leaves a lone CR unquoted (it only quotes the line terminator), which
         # would split the record: store every in-cell line break as "\n".
-        cells = [c.replace("\r\n", "\n").replace("\r", "\n") if "\r" in c else c for c in cells]
-        for name, cell in zip(header, cells):
-            if len(cell) > max_cell_chars:
-                _fail("value_too_long", row=start, column=name, limit=max_cell_chars)
+        if "\r" in "".join(cells):
+            cells = [c.replace("\r\n", "\n").replace("\r", "\n") for c in cells]
+        if max(map(len, cells)) > max_cell_chars:
+            name = next(name for name, cell in zip(header, cells) if len(cell) > max_cell_chars)
+            _fail("value_too_long", row=start, column=name, limit=max_cell_chars)
         writer.writerow([start, *cells])
         rows += 1
     if header is None or rows == 0:
