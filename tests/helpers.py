@@ -62,6 +62,22 @@ def exported(url: str, workspace: str = "demo") -> dict[str, dict]:
     return {r["user_id"]: r for r in records}
 
 
+def without_customer_ids(contacts: dict[str, dict]) -> dict[str, dict]:
+    """exported() with customer ids blanked: ids differ between databases, the rest must not."""
+    return {k: {**v, "customer_id": None} for k, v in contacts.items()}
+
+
+def customer_groups(contacts: dict[str, dict]) -> set[frozenset]:
+    """Which contacts (by User ID) share a customer, from exported()."""
+    return {frozenset(u for u, c in contacts.items() if c["customer_id"] == cid)
+            for cid in {c["customer_id"] for c in contacts.values()}}
+
+
+def issue_keys(issues) -> list[tuple]:
+    """Issues as comparable, sorted tuples (code, row, column, value, params)."""
+    return sorted((i.code, i.row, i.column, i.value, tuple(sorted(i.params.items()))) for i in issues)
+
+
 def table_counts(url: str) -> dict[str, int]:
     """Rows in every cdp table: what 'nothing was written' is checked against."""
     with db.transaction(url) as conn, conn.cursor() as cur:

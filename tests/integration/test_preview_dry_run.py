@@ -11,7 +11,7 @@ import pytest
 
 from contact_import import binding, config, db, jobs, pipeline, upsert, workspaces
 from contact_import.channels import get_channel
-from tests.helpers import EXAMPLES, LINE_HEADER, line_id, run_stages, write_csv
+from tests.helpers import EXAMPLES, LINE_HEADER, issue_keys, line_id, run_stages, write_csv
 
 EMAILS = [f"p{n}@example.com" for n in range(5)]
 PHONES = [f"88691100000{n}" for n in range(5)]
@@ -28,10 +28,6 @@ def random_file(rng: random.Random, path, users: int, rows: int):
             "", '"' + ",".join(rng.sample(["VIP", "新客", "台北"], rng.randint(0, 2))) + '"', teammate, store,
             maybe(["Gold", "Silver"]), maybe(["1", "2"])]))
     return write_csv(path, LINE_HEADER, lines)
-
-
-def _issues(warnings):
-    return sorted((w.code, w.row, w.column, w.value, tuple(sorted(w.params.items()))) for w in warnings)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -67,4 +63,4 @@ def test_the_preview_counts_and_warns_exactly_like_the_import(monkeypatch, cdp_u
     finally:
         conn.close()
     assert result == counts
-    assert _issues(applied) == _issues(warnings)
+    assert issue_keys(applied) == issue_keys(warnings)
