@@ -130,7 +130,7 @@ def fold_file(source: Path, target: Path, groups: dict[int, int], chunk_rows: in
     chunks = (chunk.astype(object).where(chunk != "", None)
               for chunk in pd.read_csv(source, dtype=str, keep_default_na=False, chunksize=chunk_rows,
                                        encoding="utf-8", usecols=columns))
-    states = end_states((chunk[columns] for chunk in chunks), groups)
+    states = end_states(chunks, groups)
     tmp = target.with_name(target.name + ".tmp")
     with source.open(encoding="utf-8", newline="") as src, tmp.open("w", encoding="utf-8", newline="") as out:
         reader, writer = csv.reader(src), csv.writer(out, lineterminator="\n")
