@@ -24,6 +24,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 import redis
+from celery.states import READY_STATES
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
@@ -119,13 +120,21 @@ def test_celery_executor_runs_an_import_on_the_worker(tmp_path, cdp_url, metadat
         assert all(ti["hostname"] and ti["pid"] for ti in ran), ran
         # The metadata database: each task instance that ran is a Celery task (external_executor_id is the
         # Celery task id the CeleryExecutor sent) whose result the worker stored as SUCCESS.
+        # The worker stores a task's result after the task has told Airflow it succeeded, so the last
+        # task's row can still read STARTED when the run is already done: wait for final states.
         engine = create_engine(metadata_url, poolclass=NullPool)
         try:
             with engine.connect() as conn:
                 celery_ids = dict(conn.execute(text(
                     "SELECT task_id, external_executor_id FROM task_instance WHERE run_id = :run AND state = 'success'"),
                     {"run": run_id}).all())
-                results = dict(conn.execute(text("SELECT task_id, status FROM celery_taskmeta")).all())
+
+            def final_results():
+                with engine.connect() as conn:
+                    stored = dict(conn.execute(text("SELECT task_id, status FROM celery_taskmeta")).all())
+                return stored if all(stored.get(cid) in READY_STATES for cid in celery_ids.values()) else None
+
+            results = wait_until("the worker's stored results", final_results, 60, airflow)
         finally:
             engine.dispose()
         assert set(celery_ids) == {ti["task_id"] for ti in ran} and all(celery_ids.values()), celery_ids
