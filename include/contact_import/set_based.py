@@ -1,11 +1,12 @@
 """upsert_contacts' whole-file pass in SQL: the rows that need no planning row by row.
 
-The normalised file is copied once into a temporary table. One statement marks the
-rows whose outcome may depend on another row of the file (`related`): rows sharing an
-email or phone in the file, or a stored customer (through their contact, email or
-phone). Every other row touches a customer no other row touches and looks up values no
-other row changes, so what the database holds now is what it will hold when the row's
-chunk comes, and one more statement settles the two common cases for the whole file:
+The normalised file is copied once into a temporary table, and one statement builds
+the table the import reads from. It marks the rows whose outcome may depend on another
+row of the file (`related`): rows sharing an email or phone in the file, or a stored
+customer (through their contact, email or phone). Every other row touches a customer
+no other row touches and looks up values no other row changes, so what the database
+holds now is what it will hold when the row's chunk comes, and the same statement
+settles the two common cases among them for the whole file:
 
 - `new`: no contact and no customer holding the email or phone: a new customer, contact
   and tags, inserted per chunk from the table (`insert_new`);
@@ -25,7 +26,8 @@ from psycopg2 import sql
 from .channels import Channel
 from .workspaces import Workspace
 
-TABLE = "file_rows"
+STAGE = "file_stage"  # the file as copied
+TABLE = "file_rows"  # the file with what the pass found out about each row
 
 
 @dataclass
@@ -41,8 +43,8 @@ def prepare(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_ro
         _stage_file(cur, path)
         params = {"ws": ws.id, "ch": channel.name, "append": tag_mode != "overwrite", "chunk": chunk_rows}
         cur.execute("SET LOCAL work_mem = '256MB'")  # the grouping sorts on disk otherwise
-        cur.execute(_MARK_RELATED, params)
-        cur.execute(_CLASSIFY, params)
+        cur.execute(_SETTLE, params)
+        cur.execute(f"DROP TABLE {STAGE}; CREATE INDEX ON {TABLE} (pos); ANALYZE {TABLE}")
         settled = Settled()
         cur.execute(f"SELECT row, related FROM {TABLE} WHERE kind IS NULL")
         for row, related in cur.fetchall():
@@ -62,18 +64,17 @@ def prepare(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_ro
 
 
 def _stage_file(cur, path) -> None:
-    """The normalised file in TABLE, pos = its place in the file (from 1)."""
+    """The normalised file in STAGE, pos = its place in the file (from 1)."""
     with open(path, encoding="utf-8", newline="") as file:
         header = next(csv.reader(file))
         file.seek(0)
-        cur.execute(f"""DROP TABLE IF EXISTS {TABLE};
-                        CREATE TEMP TABLE {TABLE} (pos int GENERATED ALWAYS AS IDENTITY, row int, user_id text,
+        cur.execute(f"""DROP TABLE IF EXISTS {STAGE}, {TABLE};
+                        CREATE TEMP TABLE {STAGE} (pos int GENERATED ALWAYS AS IDENTITY, row int, user_id text,
                             name text, email text, phone text, gender text, birthday date, tags jsonb,
-                            attributes jsonb, binding_teammate text, store_code text, related boolean,
-                            kind text, customer_id bigint, contact_id bigint)""")
+                            attributes jsonb, binding_teammate text, store_code text)""")
         cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
-            sql.Identifier(TABLE), sql.SQL(", ").join(map(sql.Identifier, header))).as_string(cur), file)
-    cur.execute(f"CREATE INDEX ON {TABLE} (pos); ANALYZE {TABLE}")
+            sql.Identifier(STAGE), sql.SQL(", ").join(map(sql.Identifier, header))).as_string(cur), file)
+    cur.execute(f"ANALYZE {STAGE}")
 
 
 def insert_new(cur, ws: Workspace, channel: Channel, number: int, chunk_rows: int) -> None:
@@ -82,76 +83,80 @@ def insert_new(cur, ws: Workspace, channel: Channel, number: int, chunk_rows: in
                               "last": (number + 1) * chunk_rows})
 
 
-_MARK_RELATED = f"""
-WITH links AS (  -- each row and the stored customers it reaches
-    SELECT s.row, c.customer_id FROM {TABLE} s
-    JOIN cdp.contacts c ON c.workspace_id = %(ws)s AND c.channel = %(ch)s AND c.channel_user_id = s.user_id
-    UNION
-    SELECT s.row, cu.id FROM {TABLE} s JOIN cdp.customers cu ON cu.workspace_id = %(ws)s AND cu.email = s.email
-    UNION
-    SELECT s.row, cu.id FROM {TABLE} s JOIN cdp.customers cu ON cu.workspace_id = %(ws)s AND cu.phone = s.phone),
-shared AS (SELECT customer_id FROM links GROUP BY customer_id HAVING count(*) > 1),
-dependent AS (
-    SELECT row FROM links JOIN shared USING (customer_id)
-    UNION
-    SELECT row FROM {TABLE} WHERE email IN (
-        SELECT email FROM {TABLE} WHERE email IS NOT NULL GROUP BY email HAVING count(*) > 1)
-    UNION
-    SELECT row FROM {TABLE} WHERE phone IN (
-        SELECT phone FROM {TABLE} WHERE phone IS NOT NULL GROUP BY phone HAVING count(*) > 1))
-UPDATE {TABLE} s SET related = true FROM dependent d WHERE s.row = d.row
+# One statement of hash joins on the whole file's contacts, emails and phones (an index
+# probe per row took about twice as long at 250k rows), writing the table once: marking
+# and classifying with UPDATEs rewrote every row twice.
+_SETTLE = f"""
+CREATE TEMP TABLE {TABLE} AS
+WITH contact_links AS MATERIALIZED (  -- the rows' existing contacts
+    SELECT s.row, c.customer_id, c.id AS contact_id FROM {STAGE} s
+    JOIN cdp.contacts c ON c.workspace_id = %(ws)s AND c.channel = %(ch)s AND c.channel_user_id = s.user_id),
+links AS MATERIALIZED (  -- each row and the stored customers it reaches, and how
+    SELECT row, 'contact' AS via, customer_id FROM contact_links
+    UNION ALL
+    SELECT s.row, 'email', cu.id FROM {STAGE} s
+    JOIN cdp.customers cu ON cu.workspace_id = %(ws)s AND cu.email = s.email
+    UNION ALL
+    SELECT s.row, 'phone', cu.id FROM {STAGE} s
+    JOIN cdp.customers cu ON cu.workspace_id = %(ws)s AND cu.phone = s.phone),
+owners AS (  -- the customer each row's email (phone) matches: the oldest one holding it
+    SELECT row, min(customer_id) FILTER (WHERE via = 'email') AS email_owner,
+           min(customer_id) FILTER (WHERE via = 'phone') AS phone_owner
+    FROM links WHERE via <> 'contact' GROUP BY row),
+dependent AS (  -- rows reaching a stored customer another row reaches, or sharing an email/phone in the file
+    SELECT row FROM links WHERE customer_id IN (
+        SELECT customer_id FROM links GROUP BY customer_id HAVING min(row) <> max(row))
+    UNION ALL
+    SELECT row FROM {STAGE} WHERE email IN (
+        SELECT email FROM {STAGE} WHERE email IS NOT NULL GROUP BY email HAVING count(*) > 1)
+    UNION ALL
+    SELECT row FROM {STAGE} WHERE phone IN (
+        SELECT phone FROM {STAGE} WHERE phone IS NOT NULL GROUP BY phone HAVING count(*) > 1)),
+stored_tags AS (
+    SELECT ct.contact_id, jsonb_agg(t.name) AS tags FROM cdp.contact_tags ct
+    JOIN cdp.tags t ON t.id = ct.tag_id AND t.workspace_id = %(ws)s
+    WHERE ct.contact_id IN (SELECT contact_id FROM contact_links)
+    GROUP BY ct.contact_id)
+SELECT r.*, CASE WHEN r.related THEN NULL
+                 WHEN r.contact_id IS NULL THEN CASE WHEN r.email_owner IS NULL AND r.phone_owner IS NULL THEN 'new' END
+                 WHEN coalesce(r.email_owner, r.customer_id) = r.customer_id
+                  AND coalesce(r.phone_owner, r.customer_id) = r.customer_id AND r.stored THEN 'unchanged'
+            END AS kind
+FROM (SELECT f.*, d.row IS NOT NULL AS related, cl.customer_id, cl.contact_id,
+             o.email_owner, o.phone_owner,
+             (f.name IS NULL OR f.name = cu.name) AND (f.email IS NULL OR f.email = cu.email)
+             AND (f.phone IS NULL OR f.phone = cu.phone) AND (f.gender IS NULL OR f.gender = cu.gender)
+             AND (f.birthday IS NULL OR f.birthday = cu.birthday)
+             AND (f.attributes IS NULL OR cu.attributes @> f.attributes)
+             AND coalesce(st.tags, '[]') @> coalesce(f.tags, '[]')
+             AND (%(append)s OR coalesce(f.tags, '[]') @> coalesce(st.tags, '[]')) AS stored
+      FROM {STAGE} f
+      LEFT JOIN (SELECT DISTINCT row FROM dependent) d ON d.row = f.row
+      LEFT JOIN contact_links cl ON cl.row = f.row
+      LEFT JOIN owners o ON o.row = f.row
+      LEFT JOIN cdp.customers cu ON cu.workspace_id = %(ws)s AND cu.id = cl.customer_id
+      LEFT JOIN stored_tags st ON st.contact_id = cl.contact_id) r
 """
 
-# Hash joins on the whole file's emails, phones and contacts: an index probe per row
-# (LATERAL) took about twice as long at 250k rows.
-_CLASSIFY = f"""
-UPDATE {TABLE} s SET kind = k.kind
-FROM (SELECT f.row,
-             CASE WHEN co.id IS NULL THEN CASE WHEN em.id IS NULL AND ph.id IS NULL THEN 'new' END
-                  WHEN coalesce(em.id, co.customer_id) = co.customer_id
-                   AND coalesce(ph.id, co.customer_id) = co.customer_id
-                   AND (f.name IS NULL OR f.name = cu.name) AND (f.email IS NULL OR f.email = cu.email)
-                   AND (f.phone IS NULL OR f.phone = cu.phone) AND (f.gender IS NULL OR f.gender = cu.gender)
-                   AND (f.birthday IS NULL OR f.birthday = cu.birthday)
-                   AND (f.attributes IS NULL OR cu.attributes @> f.attributes)
-                   AND coalesce(st.tags, '[]') @> coalesce(f.tags, '[]')
-                   AND (%(append)s OR coalesce(f.tags, '[]') @> coalesce(st.tags, '[]'))
-                  THEN 'unchanged' END AS kind
-      FROM {TABLE} f
-      LEFT JOIN cdp.contacts co ON co.workspace_id = %(ws)s AND co.channel = %(ch)s AND co.channel_user_id = f.user_id
-      LEFT JOIN cdp.customers cu ON cu.id = co.customer_id
-      LEFT JOIN (SELECT c.email, min(c.id) AS id FROM cdp.customers c
-                 WHERE c.workspace_id = %(ws)s AND c.email IN (SELECT email FROM {TABLE} WHERE related IS NULL)
-                 GROUP BY c.email) em ON em.email = f.email
-      LEFT JOIN (SELECT c.phone, min(c.id) AS id FROM cdp.customers c
-                 WHERE c.workspace_id = %(ws)s AND c.phone IN (SELECT phone FROM {TABLE} WHERE related IS NULL)
-                 GROUP BY c.phone) ph ON ph.phone = f.phone
-      LEFT JOIN (SELECT ct.contact_id, jsonb_agg(t.name) AS tags FROM cdp.contact_tags ct
-                 JOIN cdp.tags t ON t.id = ct.tag_id
-                 WHERE ct.contact_id IN (SELECT c.id FROM {TABLE} g JOIN cdp.contacts c ON c.workspace_id = %(ws)s
-                                         AND c.channel = %(ch)s AND c.channel_user_id = g.user_id
-                                         WHERE g.related IS NULL)
-                 GROUP BY ct.contact_id) st ON st.contact_id = co.id
-      WHERE f.related IS NULL) k
-WHERE s.row = k.row
-"""
-
+# The chunk's new customers, contacts and their tags in one statement: ids drawn in file
+# order, the three inserts reading the same rows. (Drawing them with an UPDATE of the
+# table first rewrote every new row once more.)
 _INSERT_NEW = f"""
-UPDATE {TABLE} SET customer_id = nextval('cdp.customers_id_seq'), contact_id = nextval('cdp.contacts_id_seq')
-WHERE kind = 'new' AND pos BETWEEN %(first)s AND %(last)s;
-INSERT INTO cdp.customers (id, workspace_id, name, email, phone, gender, birthday, attributes)
-SELECT customer_id, %(ws)s, name, email, phone, gender, birthday, coalesce(attributes, '{{}}')
-FROM {TABLE} WHERE kind = 'new' AND pos BETWEEN %(first)s AND %(last)s ORDER BY pos;
-INSERT INTO cdp.contacts (id, workspace_id, channel, channel_user_id, customer_id)
-SELECT contact_id, %(ws)s, %(ch)s, user_id, customer_id
-FROM {TABLE} WHERE kind = 'new' AND pos BETWEEN %(first)s AND %(last)s ORDER BY pos;
 INSERT INTO cdp.tags (workspace_id, name)
 SELECT DISTINCT %(ws)s, t.name FROM {TABLE} s, jsonb_array_elements_text(s.tags) t(name)
 WHERE s.kind = 'new' AND s.pos BETWEEN %(first)s AND %(last)s
 ON CONFLICT (workspace_id, name) DO NOTHING;
+WITH new AS MATERIALIZED (
+    SELECT s.*, nextval('cdp.customers_id_seq') AS new_customer_id, nextval('cdp.contacts_id_seq') AS new_contact_id
+    FROM (SELECT * FROM {TABLE} WHERE kind = 'new' AND pos BETWEEN %(first)s AND %(last)s ORDER BY pos) s),
+customers AS (
+    INSERT INTO cdp.customers (id, workspace_id, name, email, phone, gender, birthday, attributes)
+    SELECT new_customer_id, %(ws)s, name, email, phone, gender, birthday, coalesce(attributes, '{{}}') FROM new),
+contacts AS (
+    INSERT INTO cdp.contacts (id, workspace_id, channel, channel_user_id, customer_id)
+    SELECT new_contact_id, %(ws)s, %(ch)s, user_id, new_customer_id FROM new)
 INSERT INTO cdp.contact_tags (contact_id, tag_id)
-SELECT s.contact_id, t.id FROM {TABLE} s, jsonb_array_elements_text(s.tags) n(name)
-JOIN cdp.tags t ON t.workspace_id = %(ws)s AND t.name = n.name
-WHERE s.kind = 'new' AND s.pos BETWEEN %(first)s AND %(last)s
+SELECT n.new_contact_id, t.id FROM new n, jsonb_array_elements_text(n.tags) e(name)
+JOIN cdp.tags t ON t.workspace_id = %(ws)s AND t.name = e.name
 ON CONFLICT DO NOTHING;
 """
