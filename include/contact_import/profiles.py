@@ -118,7 +118,7 @@ def fold(chunks: Iterable[pd.DataFrame], groups: dict[int, int],
 
 
 def fold_file(source: Path, target: Path, groups: dict[int, int], chunk_rows: int) -> None:
-    """Copy the normalised CSV `source` to `target` with shared profiles folded.
+    """Replace the normalised CSV `source` by `target`, with shared profiles folded.
 
     The copy goes record by record through the csv module, rewriting only the shared
     rows' cells: parsing every chunk into pandas and writing it back took 3x as long.
@@ -146,6 +146,7 @@ def fold_file(source: Path, target: Path, groups: dict[int, int], chunk_rows: in
                 record[attributes_at] = json.dumps(attributes, ensure_ascii=False) if attributes else ""
             writer.writerow(record)
     tmp.replace(target)
+    source.unlink()
 
 
 def fold_shared_profiles(frame: pd.DataFrame) -> pd.DataFrame:

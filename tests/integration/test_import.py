@@ -70,6 +70,8 @@ def test_rows_sharing_an_email_share_one_profile_in_file_order(cdp_url, demo_wor
     assert record["warnings"] == {"profile_shared": 1}
     warnings_report = (Path(record["work_dir"]) / "warnings.csv").read_text(encoding="utf-8-sig").splitlines()
     assert warnings_report[1].startswith("3,email,same@example.com,profile_shared,")
+    # the folded copy replaces the validated one: no second copy of the file stays behind
+    assert sorted(p.name for p in Path(record["work_dir"]).glob("normalised*")) == ["normalised.csv"]
     contacts = exported(cdp_url)
     a, b = contacts[line_id(1)], contacts[line_id(2)]
     assert a["customer_id"] == b["customer_id"]
