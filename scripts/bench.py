@@ -122,6 +122,41 @@ def floor(url: str, path: Path) -> tuple[float, float]:
     return times[0], times[1]
 
 
+def schema_floor(url: str, path: Path) -> float:
+    """The same file written straight from SQL into the CDP's own tables (SPEC section 2):
+    customers, contacts and contact_tags with their keys, indexes and foreign keys, in a
+    workspace of its own. No validation, matching or Python: what any import of these
+    rows must at least spend writing them on this server."""
+    with db.transaction(url) as conn:
+        ws = workspaces.apply(conn, {"workspace": "bench-floor", "name": "Bench floor", "omo": False})
+    conn = psycopg2.connect(url)
+    cur = conn.cursor()
+    columns = ", ".join(f"c{i} text" for i in range(len(HEADER)))
+    started = time.monotonic()
+    cur.execute(f"CREATE TEMP TABLE floor_stage ({columns})")
+    with path.open(encoding="utf-8") as f:
+        cur.copy_expert("COPY floor_stage FROM STDIN WITH (FORMAT csv, HEADER true)", f)
+    cur.execute("""
+        INSERT INTO cdp.tags (workspace_id, name)
+        SELECT DISTINCT %(ws)s, t FROM floor_stage, unnest(string_to_array(nullif(c6, ''), ',')) t;
+        WITH new AS MATERIALIZED (
+            SELECT s.*, nextval('cdp.customers_id_seq') AS customer_id, nextval('cdp.contacts_id_seq') AS contact_id
+            FROM floor_stage s),
+        customers AS (
+            INSERT INTO cdp.customers (id, workspace_id, name, email, phone, gender, birthday)
+            SELECT customer_id, %(ws)s, c1, c2, c3, nullif(c4, ''), c5::date FROM new),
+        contacts AS (
+            INSERT INTO cdp.contacts (id, workspace_id, channel, channel_user_id, customer_id)
+            SELECT contact_id, %(ws)s, 'line', c0, customer_id FROM new)
+        INSERT INTO cdp.contact_tags (contact_id, tag_id)
+        SELECT n.contact_id, t.id FROM new n, unnest(string_to_array(nullif(n.c6, ''), ',')) e(name)
+        JOIN cdp.tags t ON t.workspace_id = %(ws)s AND t.name = e.name""", {"ws": ws.id})
+    conn.commit()
+    seconds = time.monotonic() - started
+    conn.close()
+    return seconds
+
+
 def main() -> None:
     rows = int(os.environ.get("BENCH_ROWS", 1_000_000))
     work = config.data_dir() / "bench"
@@ -148,6 +183,9 @@ def main() -> None:
     print(f"\nfloor: COPY + INSERT .. ON CONFLICT: new rows {insert_floor:.1f}s, all conflicting {update_floor:.1f}s")
     print(f"ratio to floor: first import {first['seconds'] / insert_floor:.1f}x,"
           f" re-import {second['seconds'] / update_floor:.1f}x")
+    written = schema_floor(url, path)
+    print(f"the same rows written straight into customers, contacts and contact_tags from SQL: {written:.1f}s"
+          f" = {written / insert_floor:.1f}x the floor")
     with admin.cursor() as cur:
         cur.execute("DROP DATABASE IF EXISTS cdp_bench WITH (FORCE)")
     admin.close()
