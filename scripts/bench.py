@@ -97,20 +97,27 @@ def import_file(url: str, path: Path, label: str, rows: int) -> dict:
     return {"seconds": total, "peak_mib": peak}
 
 
+RAW_COLUMNS = ", ".join(f"c{i} text" for i in range(len(HEADER)))  # the file's columns as c0, c1, ...
+
+
+def stage_raw(cur, path: Path) -> None:
+    """COPY the generated file as it is into the temporary table floor_stage."""
+    cur.execute(f"CREATE TEMP TABLE floor_stage ({RAW_COLUMNS})")
+    with path.open(encoding="utf-8") as f:
+        cur.copy_expert("COPY floor_stage FROM STDIN WITH (FORMAT csv, HEADER true)", f)
+
+
 def floor(url: str, path: Path) -> tuple[float, float]:
     """COPY + one INSERT .. ON CONFLICT of the same file: new rows, then all conflicting."""
     conn = psycopg2.connect(url)
     cur = conn.cursor()
-    columns = ", ".join(f"c{i} text" for i in range(len(HEADER)))
-    cur.execute(f"DROP TABLE IF EXISTS floor_target; CREATE TABLE floor_target ({columns}, PRIMARY KEY (c0));"
+    cur.execute(f"DROP TABLE IF EXISTS floor_target; CREATE TABLE floor_target ({RAW_COLUMNS}, PRIMARY KEY (c0));"
                 " CREATE INDEX ON floor_target (c2); CREATE INDEX ON floor_target (c3)")
     conn.commit()
     times = []
     for _ in range(2):
         started = time.monotonic()
-        cur.execute(f"CREATE TEMP TABLE floor_stage ({columns})")
-        with path.open(encoding="utf-8") as f:
-            cur.copy_expert("COPY floor_stage FROM STDIN WITH (FORMAT csv, HEADER true)", f)
+        stage_raw(cur, path)
         updates = ", ".join(f"c{i} = EXCLUDED.c{i}" for i in range(1, len(HEADER)))
         cur.execute(f"INSERT INTO floor_target SELECT * FROM floor_stage ON CONFLICT (c0) DO UPDATE SET {updates}")
         cur.execute("DROP TABLE floor_stage")
@@ -131,11 +138,8 @@ def schema_floor(url: str, path: Path) -> float:
         ws = workspaces.apply(conn, {"workspace": "bench-floor", "name": "Bench floor", "omo": False})
     conn = psycopg2.connect(url)
     cur = conn.cursor()
-    columns = ", ".join(f"c{i} text" for i in range(len(HEADER)))
     started = time.monotonic()
-    cur.execute(f"CREATE TEMP TABLE floor_stage ({columns})")
-    with path.open(encoding="utf-8") as f:
-        cur.copy_expert("COPY floor_stage FROM STDIN WITH (FORMAT csv, HEADER true)", f)
+    stage_raw(cur, path)
     cur.execute("""
         INSERT INTO cdp.tags (workspace_id, name)
         SELECT DISTINCT %(ws)s, t FROM floor_stage, unnest(string_to_array(nullif(c6, ''), ',')) t;

@@ -290,7 +290,6 @@ class Upserter:
         first.update({real_ids[k]: first.pop(k) for k in real_ids if k in first})
 
 
-
 def _create_stage_tables(cur) -> None:
     cur.execute("""CREATE TEMP TABLE IF NOT EXISTS stage_customers (id bigint, is_new boolean, name text,
                        email text, phone text, gender text, birthday date, attributes jsonb)
