@@ -1,59 +1,65 @@
-"""DAG `contact_import`: one run per import file (SPEC section 1).
+"""DAG `contact_import`: one run per import file.
 
-Each task is a thin call into the library (include/contact_import/pipeline.py) and
-passes only small metadata through XCom. Runs beyond CONTACT_IMPORT_MAX_ACTIVE wait
-queued: Airflow's queue is the `waiting` status.
+Each task is a few lines over one call into the library (contact_import.tasks) and
+passes only small metadata through XCom. The CDP database is Airflow's connection
+`cdp_default`; files go through Airflow's object storage. Runs beyond
+CONTACT_IMPORT_MAX_ACTIVE wait queued: Airflow's queue is the `waiting` status.
 """
 from __future__ import annotations
 
-import json
-import sys
 import uuid
 from datetime import timedelta
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from airflow.sdk import ObjectStoragePath, Param, dag, get_current_context, task
 
-from contact_import import config, db, storage
+from cdp_connection import cdp_context
+from contact_import import config, context, intake, tasks
 from contact_import.channels import CHANNELS, TAG_MODES
+from contact_import.endpoints import IMPORT_DAG_ID
 
 RUN_NAMESPACE = uuid.UUID("0b6f3c52-4d0c-4a55-9e3b-6a1c0b1f7c11")
-# Files in CONTACT_IMPORT_STORAGE go through Airflow's object storage (credentials from connections).
-storage.use(ObjectStoragePath)
 
 
-def import_id_of(context) -> str:
+def import_id_of(airflow_context) -> str:
     """The import this run works on: named by the trigger, or derived from the run id."""
-    run = context["dag_run"]
-    return ((context.get("params") or {}).get("import_id") or (run.conf or {}).get("import_id")
+    run = airflow_context["dag_run"]
+    return ((airflow_context.get("params") or {}).get("import_id") or (run.conf or {}).get("import_id")
             or str(uuid.uuid5(RUN_NAMESPACE, run.run_id)))
 
 
-def record_failure(context) -> None:
-    from contact_import import pipeline  # imported in tasks only: pandas would slow every DAG parse
+def record_failure(airflow_context) -> None:
+    """A task failed for good: its import ends failed (unless it already ended)."""
+    exception = airflow_context.get("exception")
+    if context.no_database_message() in str(exception):
+        return  # nowhere to record it: the task's own failure says why
+    tasks.failed(cdp_context(), import_id_of(airflow_context), f"{airflow_context['ti'].task_id}: {exception}")
 
-    exception = context.get("exception")
-    pipeline.task_failed(db.resolve_url(), import_id_of(context), f"{context['ti'].task_id}: {exception}")
 
-
-def settle_feed_file(context) -> None:
-    """A run ended: if its import came from a partner feed, move the file to done/ or failed/."""
+def run_ended(airflow_context) -> None:
+    """A run ended: an import still unfinished is reconciled with its run, and a partner
+    feed's file moves to done/ or failed/."""
     from contact_import import feeds
 
     try:
-        feeds.settle_import(db.resolve_url(), import_id_of(context))
+        ctx, import_id = cdp_context(), import_id_of(airflow_context)
+    except AirflowFailException as exc:  # no CDP database: nothing to reconcile
+        print(exc)
+        return
+    if airflow_context["dag_run"].state == "failed":
+        tasks.run_ended(ctx, import_id)
+    try:
+        feeds.settle_import(ctx, import_id)
     except Exception as exc:  # the feed's next scan settles it anyway
         print(f"settling the feed file later: {exc}")
 
 
-def stage(name: str, *args):
-    """Run a library stage; a user's mistake fails the task at once, without retries."""
-    from contact_import import pipeline
-
+def stage(task_function, import_id: str):
+    """Run a library task; a user's mistake fails the Airflow task at once, without retries."""
     try:
-        return pipeline.run_task(name, db.resolve_url(), *args)
-    except pipeline.StageError as exc:
+        return tasks.run(task_function, cdp_context(), import_id)
+    except tasks.StageError as exc:
         raise AirflowFailException(str(exc)) from None
 
 
@@ -63,11 +69,9 @@ class ImportApproval(ApprovalOperator):
     def execute_complete(self, context, event):
         # Recorded first: on Reject the operator skips the rest of the run by raising.
         if "error" not in event and event.get("chosen_options") == [self.REJECT]:
-            from contact_import import pipeline
-
             responder = event.get("responded_by_user") or {}
-            pipeline.task_rejected(db.resolve_url(), import_id_of(context),
-                                   responder.get("name") if isinstance(responder, dict) else None)
+            tasks.rejected(cdp_context(), import_id_of(context),
+                           responder.get("name") if isinstance(responder, dict) else None)
         return super().execute_complete(context=context, event=event)
 
 
@@ -81,13 +85,13 @@ Approve to import; Reject to cancel it with nothing written."""
 
 
 @dag(
-    dag_id="contact_import",
+    dag_id=IMPORT_DAG_ID,
     description="Import one file of social contacts into the CDP",
     schedule=None,
     catchup=False,
     max_active_runs=config.max_active_imports(),
-    on_success_callback=settle_feed_file,
-    on_failure_callback=settle_feed_file,
+    on_success_callback=run_ended,
+    on_failure_callback=run_ended,
     tags=["cdp", "contact-import"],
     default_args={"retries": 1, "retry_delay": timedelta(seconds=10), "on_failure_callback": record_failure},
     params={
@@ -107,47 +111,44 @@ Approve to import; Reject to cancel it with nothing written."""
 def contact_import():
     @task
     def detect_encoding() -> dict:
-        from contact_import import pipeline
-
-        context = get_current_context()
-        params, import_id = context["params"], import_id_of(context)
-        url = db.resolve_url()
-        if not params.get("import_id") and not pipeline.import_exists(url, import_id):
+        airflow_context = get_current_context()
+        params, import_id, ctx = airflow_context["params"], import_id_of(airflow_context), cdp_context()
+        if not params.get("import_id") and not intake.import_exists(ctx, import_id):
             try:
-                pipeline.create_import(url, workspace=params["workspace"], channel=params["channel"],
+                intake.create_import(ctx, workspace=params["workspace"], channel=params["channel"],
                                        tag_mode=params["tag_mode"], file=params["file"],
                                        mapping=params.get("mapping") or None,
                                        require_approval=params["require_approval"], source="ui",
-                                       import_id=import_id, dag_run_id=context["dag_run"].run_id)
+                                       import_id=import_id, dag_run_id=airflow_context["dag_run"].run_id)
             except (ValueError, LookupError) as exc:
                 raise AirflowFailException(str(exc)) from None
-        pipeline.record_run(url, import_id, context["dag_run"].run_id)
-        return stage("detect_encoding", import_id)
+        intake.record_run(ctx, import_id, airflow_context["dag_run"].run_id)
+        return stage(tasks.detect_encoding, import_id)
 
     @task
     def map_columns(detected: dict) -> dict:
-        return stage("map_columns", detected["import_id"])
+        return stage(tasks.map_columns, detected["import_id"])
 
     @task
     def validate(mapped: dict) -> dict:
-        return stage("validate", mapped["import_id"])
+        return stage(tasks.validate, mapped["import_id"])
 
     @task.branch
     def approval_gate(validated: dict) -> str:
-        return stage("approval_gate", validated["import_id"])
+        return "approve" if stage(tasks.approval_needed, validated["import_id"]) else "upsert_contacts"
 
     # After the gate chose it directly, or after an approval; a rejection skips it.
     @task(retries=3, trigger_rule="none_failed_min_one_success")
     def upsert_contacts(validated: dict) -> dict:
-        return stage("upsert_contacts", validated["import_id"])
+        return stage(tasks.upsert_contacts, validated["import_id"])
 
     @task
     def bind_teammates(upserted: dict) -> dict:
-        return stage("bind_teammates", upserted["import_id"])
+        return stage(tasks.bind_teammates, upserted["import_id"])
 
     @task
     def finalize(bound: dict) -> dict:
-        return stage("finalize", bound["import_id"])
+        return stage(tasks.finalize, bound["import_id"])
 
     validated = validate(map_columns(detect_encoding()))
     gate = approval_gate(validated)
@@ -161,6 +162,3 @@ def contact_import():
 
 dag_object = contact_import()
 
-if __name__ == "__main__":
-    # `contact-import import` runs the DAG in-process this way when no Airflow API is configured.
-    dag_object.test(run_conf=json.loads(sys.argv[1]) if len(sys.argv) > 1 else None)

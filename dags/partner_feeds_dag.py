@@ -1,5 +1,5 @@
 """DAG `partner_feeds`: every feed of include/feeds.yaml scanned on its own schedule, one
-`contact_import` run triggered per new file (SPEC section 6).
+`contact_import` run triggered per new file.
 
 The DAG runs at the union of the feeds' schedules; each run scans the feeds due then
 (all of them when triggered by hand). A feed's scan is its own mapped task, so a feed
@@ -11,20 +11,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import ObjectStoragePath, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.trigger import MultipleCronTriggerTimetable
 
-from contact_import import db, feeds, storage
-
-storage.use(ObjectStoragePath)  # inboxes and stored copies through Airflow's object storage
+from cdp_connection import cdp_context
+from contact_import import feeds
+from contact_import.endpoints import FEEDS_DAG_ID, IMPORT_DAG_ID
 
 FEEDS = feeds.load()
 SCHEDULE = MultipleCronTriggerTimetable(*sorted({f.schedule for f in FEEDS}), timezone="UTC") if FEEDS else None
 
 
 @dag(
-    dag_id="partner_feeds",
+    dag_id=FEEDS_DAG_ID,
     description="Scan partner inboxes and import each new file once",
     schedule=SCHEDULE,
     catchup=False,
@@ -46,7 +46,7 @@ def partner_feeds():
     def scan(name: str) -> list[dict]:
         get_current_context()["feed_name"] = name  # the mapped task's label in the UI
         try:
-            result = feeds.scan(db.resolve_url(), feeds.get(name))
+            result = feeds.scan(cdp_context(), feeds.get(name))
         except feeds.FeedError as exc:  # unreadable inbox, unknown workspace: this feed only
             raise AirflowFailException(str(exc)) from None
         print(f"feed {name}: took {len(result['taken'])} file(s), settled {len(result['settled'])}: "
@@ -58,7 +58,7 @@ def partner_feeds():
         return [run for runs in found if runs for run in runs]
 
     TriggerDagRunOperator.partial(
-        task_id="trigger_import", trigger_dag_id="contact_import", logical_date=None,
+        task_id="trigger_import", trigger_dag_id=IMPORT_DAG_ID, logical_date=None,
         skip_when_already_exists=True, wait_for_completion=False,
     ).expand_kwargs(runs_to_trigger(scan.expand(name=feeds_due())))
 

@@ -60,8 +60,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from contact_import import config, db, feeds, migrate, storage, workspaces
-from contact_import.cli import airflow_env
+from contact_import import config, context, db, feeds, local_airflow, migrate, storage, workspaces
 
 ROOT = config.project_root()
 DEMO_WORKSPACE = ROOT / "examples" / "demo-workspace.yaml"
@@ -103,15 +102,17 @@ def port_in_use(host: str, port: int) -> bool:
 
 def prepare_cdp() -> str:
     """Resolve the CDP URL once (starting the embedded server if needed), migrate, apply the demo."""
-    url = db.resolve_url()
+    ctx = context.for_command_line()
+    url = ctx.cdp_url
     revision = migrate.upgrade(url)
     with db.transaction(url) as conn:
         ws = workspaces.apply(conn, workspaces.load_file(DEMO_WORKSPACE))
     say(f"CDP database at revision {revision}; workspace {ws.slug!r} applied from {DEMO_WORKSPACE.name}")
     for feed in feeds.load():  # local inboxes exist, so the feeds' scans find them
-        if storage.is_local(feed.folder):
-            storage.local_path(feed.folder).mkdir(parents=True, exist_ok=True)
-            say(f"Partner feed {feed.name!r}: drop files into {storage.local_path(feed.folder)}"
+        folder = feed.folder(ctx.storage)
+        if storage.is_local(folder):
+            storage.local_path(folder).mkdir(parents=True, exist_ok=True)
+            say(f"Partner feed {feed.name!r}: drop files into {storage.local_path(folder)}"
                 f" (DAG partner_feeds, {feed.schedule}; or trigger it)")
     return url
 
@@ -273,7 +274,7 @@ def celery_defaults(env: dict[str, str]) -> None:
 
 
 def build_env(url: str, port: int) -> dict[str, str]:
-    env = airflow_env(url)  # AIRFLOW_HOME, dags/plugins folders, no examples, CDP_DATABASE_URL
+    env = local_airflow.environment(url)  # AIRFLOW_HOME, dags/plugins folders, no examples, cdp_default
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     host = api_host()

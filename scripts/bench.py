@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg2
 from psycopg2.extensions import make_dsn
 
-from contact_import import config, db, migrate, pipeline, workspaces
+from contact_import import config, context, db, imports, intake, migrate, workspaces
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["detect_encoding", "map_columns", "validate", "upsert_contacts", "bind_teammates", "finalize"]
@@ -67,7 +67,8 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
 
 def run_stage(stage: str, url: str, import_id: str) -> tuple[float, int]:
     """One stage in a child process: (seconds, peak RSS in MiB)."""
-    code = f"from contact_import import pipeline; pipeline.task_{stage}({url!r}, {import_id!r})"
+    code = (f"from contact_import import context, tasks;"
+            f" tasks.{stage}(context.for_command_line({url!r}), {import_id!r})")
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-c", code])
     _, status, usage = os.wait4(proc.pid, 0)
@@ -78,8 +79,8 @@ def run_stage(stage: str, url: str, import_id: str) -> tuple[float, int]:
 
 
 def import_file(url: str, path: Path, label: str, rows: int) -> dict:
-    import_id = pipeline.create_import(url, workspace="bench", channel="line", tag_mode="append", file=str(path),
-                                       source="cli")
+    import_id = intake.create_import(context.for_command_line(url), workspace="bench", channel="line", tag_mode="append", file=str(path),
+                                     source="cli")
     print(f"\n{label}: import {import_id}")
     print(f"  {'stage':<17}{'seconds':>9}{'rows/s':>11}{'peak MiB':>10}")
     total, peak = 0.0, 0
@@ -90,7 +91,7 @@ def import_file(url: str, path: Path, label: str, rows: int) -> dict:
         print(f"  {stage:<17}{seconds:>9.1f}{rows / seconds:>11,.0f}{rss:>10,}")
     print(f"  {'total':<17}{total:>9.1f}{rows / total:>11,.0f}{peak:>10,}")
     with db.transaction(url) as conn:
-        record = pipeline.jobs.get(conn, import_id)
+        record = imports.get(conn, import_id)
     steps = {k: v for k, v in (record["timings"] or {}).items() if "." in k}
     print("  validate steps: " + ", ".join(f"{k.split('.', 1)[1]} {v:.1f}s" for k, v in steps.items()))
     print(f"  status {record['status']}; result {json.dumps(record['result'])}")
@@ -170,7 +171,7 @@ def main() -> None:
         started = time.monotonic()
         generate(path, rows)
         print(f"generated {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.monotonic() - started:.0f}s")
-    server = db.resolve_url()
+    server = context.for_command_line().cdp_url
     admin = psycopg2.connect(server)
     admin.autocommit = True
     with admin.cursor() as cur:

@@ -6,16 +6,21 @@ import json
 import socket
 from pathlib import Path
 
-from contact_import import db, export, jobs, pipeline, workspaces
+from contact_import import context, db, export, imports, intake, tasks, workspaces
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
-STAGES = (pipeline.task_detect_encoding, pipeline.task_map_columns, pipeline.task_validate,
-          pipeline.task_upsert_contacts, pipeline.task_bind_teammates, pipeline.task_finalize)
+STAGES = (tasks.detect_encoding, tasks.map_columns, tasks.validate,
+          tasks.upsert_contacts, tasks.bind_teammates, tasks.finalize)
 
 LINE_HEADER = ("LINE User ID,Name,Email,Phone,Gender,Birthday,Tags,Binding Teammate,Store Location Code,"
                "VIP Level,Points")
+
+
+def ctx(url: str) -> context.Context:
+    """The context the CLI builds for the CDP database `url` (storage: CONTACT_IMPORT_STORAGE)."""
+    return context.for_command_line(url)
 
 
 def line_id(n: int) -> str:
@@ -36,8 +41,8 @@ def write_csv(path: Path, header: str, rows: list[str]) -> Path:
 def run_stages(url: str, file: Path, workspace: str = "demo", channel: str = "line",
                tag_mode: str = "append", mapping: dict | None = None) -> dict:
     """The DAG's tasks in order, called directly (no Airflow): the import record at the end."""
-    import_id = pipeline.create_import(url, workspace=workspace, channel=channel, tag_mode=tag_mode,
-                                       file=str(file), mapping=mapping, source="cli")
+    import_id = intake.create_import(ctx(url), workspace=workspace, channel=channel, tag_mode=tag_mode,
+                                     file=str(file), mapping=mapping, source="cli")
     return run_recorded(url, import_id)
 
 
@@ -45,11 +50,11 @@ def run_recorded(url: str, import_id: str) -> dict:
     """The stages of an import already recorded (upload API, feed); the record at the end."""
     for stage in STAGES:
         try:
-            stage(url, import_id)
-        except pipeline.StageError:
+            stage(ctx(url), import_id)
+        except tasks.StageError:
             break
     with db.transaction(url) as conn:
-        return jobs.get(conn, import_id)
+        return imports.get(conn, import_id)
 
 
 def exported(url: str, workspace: str = "demo") -> dict[str, dict]:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from .jobs import FINISHED
-
-PREFIX = "/contact-imports/api/v1"
+from .endpoints import API_URL_PREFIX
+from .statuses import FINISHED
 
 
 class ApiError(Exception):
@@ -39,7 +38,7 @@ def _client() -> httpx.Client:
         if answer.status_code >= 400:
             raise ApiError(answer.status_code, f"login as {username} refused")
         token = answer.json()["access_token"]
-    return httpx.Client(base_url=base + PREFIX, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+    return httpx.Client(base_url=base + API_URL_PREFIX, headers={"Authorization": f"Bearer {token}"}, timeout=120)
 
 
 def _checked(response: httpx.Response) -> dict:

@@ -1,24 +1,22 @@
 """The channel registry: the only place that knows what each channel looks like.
 
-Adding a channel is one entry in CHANNELS (and one suite in expectations/).
+Adding a channel is one entry in CHANNELS: its Great Expectations suite is
+expectations/base.json, named after the channel and given its User ID pattern
+(validation.suite_spec).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class Channel:
-    name: str
+    name: str  # also its GX suite's name
     label: str
     user_id_header: str
-    user_id_pattern: str  # full-match regular expression, also used by the GX suite
+    user_id_pattern: str  # full-match regular expression: the GX suite's invalid_user_id rule
     omo_binding: bool
     example_user_ids: tuple[str, ...]
-
-    def is_valid_user_id(self, value: str) -> bool:
-        return re.fullmatch(self.user_id_pattern, value) is not None
 
 
 CHANNELS: dict[str, Channel] = {

@@ -5,18 +5,18 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from . import api_client, config, db, export, jobs, migrate, pipeline, templates, validation, workspaces
+from . import (api_client, config, context, db, export, import_folder, imports, intake, local_airflow, migrate,
+               sample_file, statuses, workspaces)
 from .channels import CHANNELS, TAG_MODES
 from .errors import WARNING, normalise_lang
+from .reports import count_by_code, write_report
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_CANCELLED, EXIT_FAILED = 0, 1, 2, 3, 4
-IMPORT_EXIT = {jobs.COMPLETED: EXIT_OK, jobs.VALIDATION_FAILED: EXIT_INVALID, jobs.CANCELLED: EXIT_CANCELLED}
+IMPORT_EXIT = {statuses.COMPLETED: EXIT_OK, statuses.VALIDATION_FAILED: EXIT_INVALID, statuses.CANCELLED: EXIT_CANCELLED}
 
 
 class UsageError(Exception):
@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _context(args) -> context.Context:
+    return context.for_command_line(args.db)
+
+
 def _emit(args, payload: dict, text: str) -> None:
     print(json.dumps(payload, ensure_ascii=False, default=str) if args.json else text)
 
@@ -118,14 +122,14 @@ def _mapping(args) -> dict | None:
 
 
 def cmd_db(args) -> int:
-    revision = migrate.upgrade(args.db)
+    revision = migrate.upgrade(_context(args).cdp_url)
     _emit(args, {"revision": revision}, f"cdp schema at revision {revision}")
     return EXIT_OK
 
 
 def cmd_workspace(args) -> int:
     spec = workspaces.load_file(args.file)
-    with db.transaction(args.db) as conn:
+    with db.transaction(_context(args).cdp_url) as conn:
         ws = workspaces.apply(conn, spec)
     _emit(args, {"workspace": ws.slug, "id": ws.id}, f"workspace {ws.slug} applied")
     return EXIT_OK
@@ -134,10 +138,10 @@ def cmd_workspace(args) -> int:
 def cmd_template(args) -> int:
     ws, attrs = None, None
     if args.workspace:
-        with db.transaction(args.db) as conn:
+        with db.transaction(_context(args).cdp_url) as conn:
             ws = workspaces.get(conn, args.workspace)
             attrs = workspaces.attributes(conn, ws.id)
-    sys.stdout.write(templates.render(args.channel, args.tag_mode, ws, attrs))
+    sys.stdout.write(sample_file.render(args.channel, args.tag_mode, ws, attrs))
     return EXIT_OK
 
 
@@ -145,26 +149,28 @@ def cmd_validate(args) -> int:
     source = Path(args.file)
     if not source.is_file():
         raise UsageError(f"no such file: {args.file}")
-    url = db.resolve_url(args.db)
+    from . import stages  # pandas and Great Expectations: only the commands that validate load them
+
+    ctx = _context(args)
     lang = normalise_lang(args.lang)
-    with tempfile.TemporaryDirectory(prefix="contact-import-") as tmp, db.transaction(url) as conn:
+    with tempfile.TemporaryDirectory(prefix="contact-import-") as tmp, db.transaction(ctx.cdp_url) as conn:
         ws = workspaces.get(conn, args.workspace)
-        check = pipeline.check_file(conn, url, ws, args.channel, args.tag_mode, source, Path(tmp), _mapping(args))
+        check = stages.check_file(conn, ctx.cdp_url, ws, args.channel, args.tag_mode, source, Path(tmp), _mapping(args))
         report_dir = Path(args.report_dir) if args.report_dir else source.parent
         report = report_dir / f"{source.stem}.errors.csv" if check.errors else None
         if report:
-            validation.write_report(check.errors, report, lang, limit=args.max_errors or config.max_report_errors())
-        docs = Path(tmp) / pipeline.DATA_DOCS_NAME
+            write_report(check.errors, report, lang, limit=args.max_errors or config.max_report_errors())
+        docs = Path(tmp) / import_folder.DATA_DOCS
         data_docs = report_dir / f"{source.stem}.data_docs.html" if report and docs.exists() else None
         if data_docs:
             shutil.copyfile(docs, data_docs)
         warned = [i for i in check.issues if i.severity == WARNING]
         warnings_report = report_dir / f"{source.stem}.warnings.csv" if warned else None
         if warnings_report:
-            validation.write_report(warned, warnings_report, lang)
-    payload = {"import_id": None, "status": "valid" if not check.errors else jobs.VALIDATION_FAILED,
+            write_report(warned, warnings_report, lang)
+    payload = {"import_id": None, "status": "valid" if not check.errors else statuses.VALIDATION_FAILED,
                "encoding": check.encoding, "delimiter": check.delimiter, "rows": check.rows,
-               "errors": len(check.errors), "errors_by_code": validation.count_by_code(check.issues),
+               "errors": len(check.errors), "errors_by_code": count_by_code(check.issues),
                "error_report": str(report) if report else None,
                "data_docs": str(data_docs) if data_docs else None, "warnings": check.warnings(),
                "warnings_report": str(warnings_report) if warnings_report else None,
@@ -189,21 +195,19 @@ def cmd_import(args) -> int:
     if args.require_approval:
         raise UsageError("--require-approval waits for someone to approve in Airflow: import through the"
                          " upload API (set AIRFLOW_API_URL; see `make airflow`)")
-    url = db.resolve_url(args.db)
+    ctx = _context(args)
     if args.max_errors:
         os.environ["CONTACT_IMPORT_MAX_ERRORS"] = str(args.max_errors)  # read by the DAG run's tasks
-    import_id = pipeline.create_import(url, workspace=args.workspace, channel=args.channel,
+    import_id = intake.create_import(ctx, workspace=args.workspace, channel=args.channel,
                                        tag_mode=args.tag_mode, file=args.file, mapping=_mapping(args),
                                        require_approval=args.require_approval, source="cli")
     conf = {"workspace": args.workspace, "channel": args.channel, "tag_mode": args.tag_mode,
             "file": args.file, "import_id": import_id, "require_approval": args.require_approval}
-    log = run_dag_locally(conf, url)
-    with db.transaction(url) as conn:
-        record = jobs.get(conn, import_id)
-        if record["status"] not in jobs.FINISHED:  # the run died without telling the import
-            jobs.set_status(conn, import_id, jobs.FAILED, message=f"the DAG run ended early; log: {log}")
-            record = jobs.get(conn, import_id)
-    summary = jobs.summary(record)
+    log = local_airflow.run_import(conf, ctx.cdp_url)
+    with db.transaction(ctx.cdp_url) as conn:  # a run that died without telling its import
+        statuses.end(conn, import_id, statuses.FAILED, f"the DAG run ended early; log: {log}")
+        record = imports.get(conn, import_id)
+    summary = imports.summary(record)
     summary["log"] = str(log)
     if args.json:
         _emit(args, summary, "")
@@ -226,53 +230,6 @@ def _import_through_api(args) -> int:
     return IMPORT_EXIT.get(record["status"], EXIT_FAILED)
 
 
-def airflow_env(url: str) -> dict[str, str]:
-    """The environment of a local Airflow using this checkout's DAGs and a SQLite metadata DB."""
-    home = Path(os.environ.get("AIRFLOW_HOME") or config.data_dir() / "airflow").resolve()
-    env = dict(os.environ)
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "CONTACT_IMPORT_DATA_DIR": str(config.data_dir().resolve()),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(config.project_root() / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(config.project_root() / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "CDP_DATABASE_URL": url,
-        "AIRFLOW_CONN_CDP_DEFAULT": cdp_connection(url),
-    })
-    return env
-
-
-def cdp_connection(url: str) -> str:
-    """Airflow connection `cdp_default` (SPEC section 7) for the CDP database, in Airflow's
-    JSON form: a socket directory or a key=value DSN does not survive the URI form."""
-    from psycopg2.extensions import parse_dsn
-
-    dsn = parse_dsn(url)
-    known = {"host": dsn.pop("host", None), "login": dsn.pop("user", None), "password": dsn.pop("password", None),
-             "schema": dsn.pop("dbname", None), "port": int(dsn.pop("port")) if dsn.get("port") else None}
-    return json.dumps({"conn_type": "postgres", **{k: v for k, v in known.items() if v is not None},
-                       **({"extra": dsn} if dsn else {})})
-
-
-def run_dag_locally(conf: dict, url: str) -> Path:
-    """One run of DAG contact_import in a child process (dag.test()); returns its log file."""
-    env = airflow_env(url)
-    home = Path(env["AIRFLOW_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    logs = config.data_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"import-{conf['import_id']}.log"
-    bindir = Path(sys.executable).parent
-    with log.open("w") as out:
-        if not (home / "airflow.db").exists():
-            subprocess.run([str(bindir / "airflow"), "db", "migrate"], env=env, stdout=out, stderr=out, check=True)
-        started = time.monotonic()
-        subprocess.run([sys.executable, str(config.project_root() / "dags" / "contact_import_dag.py"),
-                        json.dumps(conf)], env=env, stdout=out, stderr=out)
-        out.write(f"\n# dag run took {time.monotonic() - started:.1f}s\n")
-    return log
-
-
 def _describe(summary: dict) -> str:
     lines = [f"import {summary['import_id']}: {summary['status']}"
              f" ({summary.get('workspace')}/{summary.get('channel')}, {summary.get('rows')} rows,"
@@ -284,20 +241,20 @@ def _describe(summary: dict) -> str:
         lines.append(f"  warnings: {json.dumps(summary['warnings'])}")
     if summary.get("error_report"):
         lines.append(f"  {summary.get('errors')} errors; report: {summary['error_report']}")
-    if summary.get("message") and summary["status"] != jobs.COMPLETED:
+    if summary.get("message") and summary["status"] != statuses.COMPLETED:
         lines.append(f"  {summary['message']}")
     return "\n".join(lines)
 
 
 def cmd_status(args) -> int:
-    with db.transaction(args.db) as conn:
+    with db.transaction(_context(args).cdp_url) as conn:
         if args.import_id:
             ws_id = workspaces.get(conn, args.workspace).id if args.workspace else None
-            summary = jobs.summary(jobs.get(conn, args.import_id, ws_id))
+            summary = imports.summary(imports.get(conn, args.import_id, ws_id))
             _emit(args, summary, _describe(summary))
             return EXIT_OK
         ws_id = workspaces.get(conn, args.workspace).id if args.workspace else None
-        items = [jobs.summary(r) for r in jobs.list_imports(conn, ws_id)]
+        items = [imports.summary(r) for r in imports.list_imports(conn, ws_id)]
     if args.json:
         _emit(args, {"imports": items}, "")
     else:
@@ -316,18 +273,18 @@ def cmd_cancel(args) -> int:
             return EXIT_INVALID if exc.status == 409 else EXIT_USAGE
         _emit(args, {"import_id": args.import_id, "status": record["status"]}, f"import {args.import_id} cancelled")
         return EXIT_OK
-    with db.transaction(args.db) as conn:
+    with db.transaction(_context(args).cdp_url) as conn:
         try:
-            jobs.cancel(conn, args.import_id, "cancelled from the command line")
-        except jobs.AlreadyFinished as exc:
-            _emit(args, {"import_id": args.import_id, "status": jobs.get(conn, args.import_id)["status"]}, str(exc))
+            statuses.change(conn, args.import_id, statuses.CANCELLED, message="cancelled from the command line")
+        except statuses.AlreadyFinished as exc:
+            _emit(args, {"import_id": args.import_id, "status": exc.current}, str(exc))
             return EXIT_INVALID
-    _emit(args, {"import_id": args.import_id, "status": jobs.CANCELLED}, f"import {args.import_id} cancelled")
+    _emit(args, {"import_id": args.import_id, "status": statuses.CANCELLED}, f"import {args.import_id} cancelled")
     return EXIT_OK
 
 
 def cmd_export(args) -> int:
-    with db.transaction(args.db) as conn:
+    with db.transaction(_context(args).cdp_url) as conn:
         ws = workspaces.get(conn, args.workspace)
         export.write(export.contacts(conn, ws.id, args.channel), sys.stdout, args.format)
     return EXIT_OK

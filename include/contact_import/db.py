@@ -1,7 +1,7 @@
-"""Connections to the CDP database, and the embedded PostgreSQL used when none is configured."""
+"""Connections to the CDP database, and the embedded PostgreSQL the CLI and `make demo` use
+when none is configured (`context.for_command_line`)."""
 from __future__ import annotations
 
-import os
 import warnings
 from contextlib import contextmanager
 from typing import Iterator
@@ -28,16 +28,12 @@ def embedded_url() -> str:
     return server.get_uri()
 
 
-def resolve_url(url: str | None = None) -> str:
-    return url or os.environ.get("CDP_DATABASE_URL") or embedded_url()
-
-
-def connect(url: str | None = None) -> psycopg2.extensions.connection:
-    return psycopg2.connect(resolve_url(url), application_name="contact-import")
+def connect(url: str) -> psycopg2.extensions.connection:
+    return psycopg2.connect(url, application_name="contact-import")
 
 
 @contextmanager
-def transaction(url: str | None = None) -> Iterator[psycopg2.extensions.connection]:
+def transaction(url: str) -> Iterator[psycopg2.extensions.connection]:
     """A connection whose work commits on success and rolls back on any error."""
     conn = connect(url)
     try:

@@ -44,9 +44,6 @@ CODES: dict[str, tuple[str, str, str]] = {
     "identity_conflict": (WARNING, "This contact already belongs to another customer than the one with this {via}; it stays with its customer.", "此聯絡人已屬於另一位顧客，與此{via}的顧客不同；將維持原顧客。"),
 }
 
-LANGUAGES = ("en", "zh-TW")
-
-
 class _Blank(dict):
     def __missing__(self, key: str) -> str:
         return ""

@@ -5,7 +5,7 @@ import csv
 import json
 from typing import IO, Any, Iterator
 
-from .validation import neutralise
+from .reports import neutralise
 
 FIELDS = ("channel", "user_id", "customer_id", "name", "email", "phone", "gender", "birthday",
           "attributes", "tags", "binding")

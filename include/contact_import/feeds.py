@@ -24,8 +24,10 @@ from typing import Any, Callable
 import yaml
 from croniter import croniter
 
-from . import config, db, jobs, storage, workspaces
+from . import config, db, intake, statuses, storage, workspaces
 from .channels import TAG_MODES, get_channel
+from .context import Context
+from .storage import Storage
 
 READY_MODES = ("stable", "marker")
 MARKER_SUFFIX = ".done"
@@ -49,13 +51,12 @@ class Feed:
     settle_seconds: float = 10.0  # between the two looks of `ready: stable`
     mapping: dict | None = field(default=None, hash=False)
 
-    @property
-    def folder(self) -> storage.UPath:
-        return storage.path(self.inbox).parent
+    def folder(self, st: Storage) -> storage.UPath:
+        return st.path(self.inbox).parent
 
     @property
     def pattern(self) -> str:
-        return storage.path(self.inbox).name
+        return self.inbox.rstrip("/").rsplit("/", 1)[-1]
 
     def due(self, at: datetime) -> bool:
         """Whether the feed's own schedule fires at `at` (the DAG runs at every feed's times)."""
@@ -96,7 +97,7 @@ def load(path: Path | None = None) -> list[Feed]:
             raise FeedError(f"{where}: ready must be one of {', '.join(READY_MODES)}")
         if not croniter.is_valid(feed.schedule):
             raise FeedError(f"{where}: schedule {feed.schedule!r} is not a cron expression")
-        if "*" in str(storage.path(feed.inbox).parent):
+        if "*" in feed.inbox.rstrip("/").rsplit("/", 1)[0]:
             raise FeedError(f"{where}: only the file name of the inbox may hold a pattern")
         if feed.name in names:
             raise FeedError(f"{where}: the name is used twice")
@@ -125,8 +126,8 @@ class InboxFile:
     modified: str
 
 
-def list_inbox(feed: Feed) -> list[InboxFile]:
-    folder = feed.folder
+def list_inbox(st: Storage, feed: Feed) -> list[InboxFile]:
+    folder = feed.folder(st)
     if storage.is_local(folder) and not storage.local_path(folder).is_dir():  # e.g. a share not mounted
         raise FeedError(f"feed {feed.name}: the inbox folder {folder} does not exist")
     try:
@@ -148,15 +149,15 @@ def list_inbox(feed: Feed) -> list[InboxFile]:
                         f"{type(exc).__name__}: {exc}") from exc
 
 
-def ready_files(feed: Feed, sleep: Callable[[float], None] = time.sleep) -> list[InboxFile]:
+def ready_files(st: Storage, feed: Feed, sleep: Callable[[float], None] = time.sleep) -> list[InboxFile]:
     """The inbox files complete enough to take."""
-    first = list_inbox(feed)
+    first = list_inbox(st, feed)
     if feed.ready == "marker":
         return [f for f in first if (f.path.parent / (f.path.name + MARKER_SUFFIX)).exists()]
     if not first:
         return []
     sleep(feed.settle_seconds)
-    second = {str(f.path): f for f in list_inbox(feed)}
+    second = {str(f.path): f for f in list_inbox(st, feed)}
     return [f for f in first if f.size > 0 and second.get(str(f.path)) == f]
 
 
@@ -176,11 +177,11 @@ def run_id_for(feed: Feed, import_id: str) -> str:
     return f"feed__{feed.name}__{import_id}"
 
 
-def take(url: str, feed: Feed, found: InboxFile) -> str | None:
+def take(ctx: Context, feed: Feed, found: InboxFile) -> str | None:
     """Claim a ready file and record its import; the import id, or None when its content
     was taken before (a file already running stays; a repeat of a settled one is moved
     to done/ unimported)."""
-    with db.transaction(url) as conn, conn.cursor() as cur:
+    with db.transaction(ctx.cdp_url) as conn, conn.cursor() as cur:
         workspace_id = _workspace_id(conn, feed)
         cur.execute("SELECT 1 FROM cdp.feed_files WHERE workspace_id = %s AND feed = %s AND uri = %s"
                     " AND size = %s AND modified = %s AND settled_at IS NULL",
@@ -188,7 +189,7 @@ def take(url: str, feed: Feed, found: InboxFile) -> str | None:
         if cur.fetchone():  # seen unchanged in an earlier scan: no need to hash it again
             return None
     digest = storage.sha256(found.path)
-    with db.transaction(url) as conn, conn.cursor() as cur:
+    with db.transaction(ctx.cdp_url) as conn, conn.cursor() as cur:
         cur.execute("INSERT INTO cdp.feed_files (workspace_id, feed, sha256, uri, size, modified)"
                     " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (workspace_id, feed, sha256) DO NOTHING"
                     " RETURNING id", (workspace_id, feed.name, digest, str(found.path), found.size, found.modified))
@@ -199,66 +200,64 @@ def take(url: str, feed: Feed, found: InboxFile) -> str | None:
             settled = cur.fetchone()[0]
     if row is None:
         if settled:
-            storage.move(found.path, feed.folder / DONE)
+            storage.move(found.path, feed.folder(ctx.storage) / DONE)
         return None
-    return _record_import(url, feed, row[0], found.path)
+    return _record_import(ctx, feed, row[0], found.path)
 
 
-def _record_import(url: str, feed: Feed, ledger_id: int, source: storage.UPath) -> str:
-    from . import pipeline  # not at the top: the DAG file reads the feeds at every parse, without pandas
-
+def _record_import(ctx: Context, feed: Feed, ledger_id: int, source: storage.UPath) -> str:
     import_id = import_id_for(ledger_id)
-    if not pipeline.import_exists(url, import_id):
-        pipeline.create_import(url, workspace=feed.workspace, channel=feed.channel, tag_mode=feed.tag_mode,
+    if not intake.import_exists(ctx, import_id):
+        intake.create_import(ctx, workspace=feed.workspace, channel=feed.channel, tag_mode=feed.tag_mode,
                                file=str(source), mapping=feed.mapping, source="feed", import_id=import_id)
-    with db.transaction(url) as conn, conn.cursor() as cur:
+    with db.transaction(ctx.cdp_url) as conn, conn.cursor() as cur:
         cur.execute("UPDATE cdp.feed_files SET import_id = %s WHERE id = %s", (import_id, ledger_id))
     return import_id
 
 
-def settle(url: str, feed: Feed, import_id: str | None = None) -> list[dict[str, Any]]:
+def settle(ctx: Context, feed: Feed, import_id: str | None = None) -> list[dict[str, Any]]:
     """Move the files whose imports ended (or only `import_id`'s) to done/ (completed) or
     failed/ (anything else)."""
     moved = []
-    with db.transaction(url) as conn, conn.cursor() as cur:
+    with db.transaction(ctx.cdp_url) as conn, conn.cursor() as cur:
         workspace_id = _workspace_id(conn, feed)
         cur.execute("SELECT f.id, f.uri, f.import_id, i.status FROM cdp.feed_files f"
                     " LEFT JOIN cdp.imports i ON i.id = f.import_id"
                     " WHERE f.workspace_id = %s AND f.feed = %s AND f.settled_at IS NULL"
                     " AND (f.import_id IS NULL OR i.status = ANY(%s))"
                     " AND (%s::uuid IS NULL OR f.import_id = %s::uuid) ORDER BY f.id",
-                    (workspace_id, feed.name, list(jobs.FINISHED), import_id, import_id))
+                    (workspace_id, feed.name, list(statuses.FINISHED), import_id, import_id))
         rows = cur.fetchall()
     for ledger_id, uri, taken_import, status in rows:
         if taken_import is None:  # claimed, then the scan stopped before recording the import
-            _record_import(url, feed, ledger_id, storage.path(uri))
+            _record_import(ctx, feed, ledger_id, ctx.storage.path(uri))
             continue
-        outcome = DONE if status == jobs.COMPLETED else FAILED
-        source = storage.path(uri)
-        target = storage.move(source, feed.folder / outcome) if source.exists() else None
-        with db.transaction(url) as conn, conn.cursor() as cur:
+        outcome = DONE if status == statuses.COMPLETED else FAILED
+        source = ctx.storage.path(uri)
+        target = storage.move(source, feed.folder(ctx.storage) / outcome) if source.exists() else None
+        with db.transaction(ctx.cdp_url) as conn, conn.cursor() as cur:
             cur.execute("UPDATE cdp.feed_files SET outcome = %s, moved_to = %s, settled_at = now() WHERE id = %s",
                         (outcome, str(target) if target else None, ledger_id))
         moved.append({"file": uri, "import_id": str(taken_import), "status": status, "moved_to": str(target)})
     return moved
 
 
-def settle_import(url: str, import_id: str) -> list[dict[str, Any]]:
+def settle_import(ctx: Context, import_id: str) -> list[dict[str, Any]]:
     """When an import from a feed ends: move its file now rather than at the feed's next scan."""
-    with db.transaction(url) as conn, conn.cursor() as cur:
+    with db.transaction(ctx.cdp_url) as conn, conn.cursor() as cur:
         cur.execute("SELECT feed FROM cdp.feed_files WHERE import_id = %s AND settled_at IS NULL", (import_id,))
         row = cur.fetchone()
-    return settle(url, get(row[0]), import_id) if row else []
+    return settle(ctx, get(row[0]), import_id) if row else []
 
 
-def runs_to_trigger(url: str, feed: Feed) -> list[dict[str, Any]]:
+def runs_to_trigger(ctx: Context, feed: Feed) -> list[dict[str, Any]]:
     """TriggerDagRunOperator arguments for every import of the feed not started by Airflow yet."""
-    with db.transaction(url) as conn, conn.cursor() as cur:
+    with db.transaction(ctx.cdp_url) as conn, conn.cursor() as cur:
         workspace_id = _workspace_id(conn, feed)
         cur.execute("SELECT i.id FROM cdp.feed_files f JOIN cdp.imports i ON i.id = f.import_id"
                     " WHERE f.workspace_id = %s AND f.feed = %s AND f.settled_at IS NULL"
                     " AND i.status = %s AND i.dag_run_id IS NULL ORDER BY f.id",
-                    (workspace_id, feed.name, jobs.WAITING))
+                    (workspace_id, feed.name, statuses.WAITING))
         import_ids = [str(row[0]) for row in cur.fetchall()]
     return [{"trigger_run_id": run_id_for(feed, import_id),
              "conf": {"workspace": feed.workspace, "channel": feed.channel, "tag_mode": feed.tag_mode,
@@ -267,8 +266,8 @@ def runs_to_trigger(url: str, feed: Feed) -> list[dict[str, Any]]:
             for import_id in import_ids]
 
 
-def scan(url: str, feed: Feed, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+def scan(ctx: Context, feed: Feed, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
     """One scan of a feed (the steps in this module's docstring)."""
-    settled = settle(url, feed)
-    taken = [import_id for found in ready_files(feed, sleep) if (import_id := take(url, feed, found))]
-    return {"feed": feed.name, "settled": settled, "taken": taken, "trigger": runs_to_trigger(url, feed)}
+    settled = settle(ctx, feed)
+    taken = [import_id for found in ready_files(ctx.storage, feed, sleep) if (import_id := take(ctx, feed, found))]
+    return {"feed": feed.name, "settled": settled, "taken": taken, "trigger": runs_to_trigger(ctx, feed)}

@@ -9,11 +9,10 @@ from sqlalchemy.pool import NullPool
 from . import config, db
 
 
-def upgrade(url: str | None = None, revision: str = "head") -> str:
+def upgrade(url: str, revision: str = "head") -> str:
     """Migrate the cdp schema to `revision`; returns the revision now current."""
-    dsn = db.resolve_url(url)
     # A creator accepts every DSN libpq does (URLs with ?host=/socket/dir, key=value strings).
-    engine = create_engine("postgresql+psycopg2://", creator=lambda: db.psycopg2.connect(dsn), poolclass=NullPool)
+    engine = create_engine("postgresql+psycopg2://", creator=lambda: db.psycopg2.connect(url), poolclass=NullPool)
     cfg = Config()
     cfg.set_main_option("script_location", str(config.PACKAGE_DIR / "migrations"))
     with engine.begin() as connection:

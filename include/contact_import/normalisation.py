@@ -3,6 +3,11 @@
 Each normaliser takes one non-empty, already stripped cell and returns a Result:
 the value to store, or an error code from errors.CODES with its message params.
 The row, column and raw value of the Issue are the caller's to add.
+
+A column these functions convert is judged here and only here, with all of its rules
+and their constants: email, phone, gender, birthday, tags, and number, date, boolean
+and select attributes. The columns kept as written (User ID, name, text attributes,
+the binding columns) are the Great Expectations suite's (validation.py).
 """
 from __future__ import annotations
 
@@ -23,7 +28,6 @@ from email_validator import EmailNotValidError, validate_email
 
 EMAIL_LIMIT = 254  # RFC 5321 path limit; email-validator would report it as bad syntax
 TAG_LIMIT = 50
-TEXT_ATTRIBUTE_LIMIT = 1000
 PHONE_CACHE_SIZE = 1 << 16
 PARALLEL_PHONES = 50_000  # fewer distinct values are checked in-process: a helper costs ~0.3 s
 MAX_PHONE_HELPERS = 3
@@ -248,16 +252,14 @@ def normalise_tags(raw: str) -> Result:
 
 # ---------------------------------------------------------------- custom attributes
 
-ATTRIBUTE_TYPES = ("text", "number", "date", "boolean", "select")
 _NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
-_BOOLEANS = {"true": True, "yes": True, "1": True, "是": True,
-             "false": False, "no": False, "0": False, "否": False}
+_BOOLEANS = {"true": True, "yes": True, "y": True, "1": True, "是": True,
+             "false": False, "no": False, "n": False, "0": False, "否": False}
 
 
 def normalise_attribute(raw: str, type_: str, options: list[str] | None) -> Result:
-    if type_ == "text":
-        if len(raw) > TEXT_ATTRIBUTE_LIMIT:
-            return _too_long(TEXT_ATTRIBUTE_LIMIT)
+    """type_: one of workspaces.ATTRIBUTE_TYPES; options: a select attribute's."""
+    if type_ == "text":  # kept as written; its length is the GX suite's rule
         return Result(raw)
     if type_ == "number":
         value = _parse_number(raw)
@@ -265,7 +267,7 @@ def normalise_attribute(raw: str, type_: str, options: list[str] | None) -> Resu
         value = _parse_date(raw, None)
     elif type_ == "boolean":
         value = _BOOLEANS.get(raw.lower())
-    elif type_ == "select":
+    elif type_ == "select":  # stored as the workspace spells the option; "STRASSE" is "Straße"
         wanted = raw.casefold()
         value = next((o for o in options or () if o.casefold() == wanted), None)
     else:  # a workspace misconfiguration, not something the file can fix

@@ -12,12 +12,14 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from . import normalised
 
 PROFILE = ("name", "email", "phone", "gender", "birthday")
 
@@ -101,22 +103,6 @@ def end_states(chunks: Iterable[pd.DataFrame], groups: dict[int, int]) -> dict[i
     return states
 
 
-def fold(chunks: Iterable[pd.DataFrame], groups: dict[int, int],
-         states: dict[int, tuple[list, dict]]) -> Iterator[pd.DataFrame]:
-    """The chunks again, each shared row carrying its group's end state."""
-    start = 0
-    for chunk in chunks:
-        offsets, owners = _shared_rows(chunk, start, groups)
-        start += len(chunk)
-        if offsets:
-            chunk = chunk.copy()
-            positions = [chunk.columns.get_loc(c) for c in PROFILE]
-            chunk.iloc[offsets, positions] = [states[o][0] for o in owners]
-            chunk.iloc[offsets, chunk.columns.get_loc("attributes")] = [
-                json.dumps(states[o][1], ensure_ascii=False) if states[o][1] else None for o in owners]
-        yield chunk
-
-
 def fold_file(source: Path, target: Path, groups: dict[int, int], chunk_rows: int) -> None:
     """Replace the normalised CSV `source` by `target`, with shared profiles folded.
 
@@ -127,10 +113,7 @@ def fold_file(source: Path, target: Path, groups: dict[int, int], chunk_rows: in
         source.replace(target)
         return
     columns = [*PROFILE, "attributes"]
-    chunks = (chunk.astype(object).where(chunk != "", None)
-              for chunk in pd.read_csv(source, dtype=str, keep_default_na=False, chunksize=chunk_rows,
-                                       encoding="utf-8", usecols=columns))
-    states = end_states(chunks, groups)
+    states = end_states(normalised.read(source, chunk_rows, columns), groups)
     tmp = target.with_name(target.name + ".tmp")
     with source.open(encoding="utf-8", newline="") as src, tmp.open("w", encoding="utf-8", newline="") as out:
         reader, writer = csv.reader(src), csv.writer(out, lineterminator="\n")
@@ -147,13 +130,3 @@ def fold_file(source: Path, target: Path, groups: dict[int, int], chunk_rows: in
             writer.writerow(record)
     tmp.replace(target)
     source.unlink()
-
-
-def fold_shared_profiles(frame: pd.DataFrame) -> pd.DataFrame:
-    """The same fold for a frame held in memory."""
-    shared = SharedProfiles()
-    shared.add(frame["email"], frame["phone"])
-    groups = shared.groups()
-    if not groups:
-        return frame
-    return next(fold([frame], groups, end_states([frame], groups)))

@@ -18,11 +18,9 @@ runs the pass again on the database as its committed chunks left it.
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 
-from psycopg2 import sql
-
+from . import normalised
 from .channels import Channel
 from .workspaces import Workspace
 
@@ -40,7 +38,7 @@ class Settled:
 
 def prepare(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_rows: int) -> Settled:
     with conn.cursor() as cur:
-        _stage_file(cur, path)
+        normalised.stage(cur, path, STAGE)
         params = {"ws": ws.id, "ch": channel.name, "append": tag_mode != "overwrite", "chunk": chunk_rows}
         cur.execute("SET LOCAL work_mem = '256MB'")  # the grouping sorts on disk otherwise
         cur.execute(_SETTLE, params)
@@ -61,20 +59,6 @@ def prepare(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_ro
             else:
                 counts["unchanged"] = rows
     return settled
-
-
-def _stage_file(cur, path) -> None:
-    """The normalised file in STAGE, pos = its place in the file (from 1)."""
-    with open(path, encoding="utf-8", newline="") as file:
-        header = next(csv.reader(file))
-        file.seek(0)
-        cur.execute(f"""DROP TABLE IF EXISTS {STAGE}, {TABLE};
-                        CREATE TEMP TABLE {STAGE} (pos int GENERATED ALWAYS AS IDENTITY, row int, user_id text,
-                            name text, email text, phone text, gender text, birthday date, tags jsonb,
-                            attributes jsonb, binding_teammate text, store_code text)""")
-        cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
-            sql.Identifier(STAGE), sql.SQL(", ").join(map(sql.Identifier, header))).as_string(cur), file)
-    cur.execute(f"ANALYZE {STAGE}")
 
 
 def insert_new(cur, ws: Workspace, channel: Channel, number: int, chunk_rows: int) -> None:

@@ -1,10 +1,10 @@
 """Where imports keep their files (SPEC section 9): CONTACT_IMPORT_STORAGE, a folder or a
 URI (`file://`, `s3://`, any fsspec protocol).
 
-Paths are universal-pathlib paths. Inside Airflow the DAGs and the plugin call
-`use(ObjectStoragePath)`, so the same code goes through Airflow's object storage and
-takes its credentials from Airflow connections (`s3://aws_default@bucket/...`); this
-module itself never imports Airflow.
+Paths are universal-pathlib paths. A `Storage` is built by each entry point: inside
+Airflow the DAGs and the plugin build it on Airflow's ObjectStoragePath, so the same
+code goes through Airflow's object storage and takes its credentials from Airflow
+connections (`s3://aws_default@bucket/...`); this module itself never imports Airflow.
 
 The stages read and write local files (pandas, csv, GX). `local_folder` gives a task a
 local folder holding the files it needs from an import's folder in storage and puts back
@@ -23,26 +23,59 @@ from typing import Iterable, Iterator
 
 from upath import UPath
 
-from . import config
 
 LOCAL_PROTOCOLS = ("", "file", "local")
 BLOCK = 1 << 20
 
-_path_class: type = UPath
+class Storage:
+    """Import folders under one base folder or URI, as paths of one path class."""
 
+    def __init__(self, base: str | os.PathLike, path_class: type = UPath):
+        self.path_class = path_class
+        self.base = self.path(base)
 
-def use(path_class: type) -> None:
-    """Make every storage path an instance of `path_class` (Airflow's ObjectStoragePath)."""
-    global _path_class
-    _path_class = path_class
+    def path(self, location: str | os.PathLike) -> UPath:
+        """A storage path for a folder, a file path or a URI."""
+        text = os.fspath(location)
+        if "://" not in text:
+            text = str(Path(text).expanduser().absolute())
+        return self.path_class(text)
 
+    def import_folder(self, import_id: str) -> UPath:
+        """The folder of one import's files: the upload, its UTF-8 copy, normalised rows, reports."""
+        folder = self.base / "imports" / import_id
+        if is_local(folder):
+            local_path(folder).mkdir(parents=True, exist_ok=True)
+        return folder
 
-def path(location: str | os.PathLike) -> UPath:
-    """A storage path for a folder, a file path or a URI."""
-    text = os.fspath(location)
-    if "://" not in text:
-        text = str(Path(text).expanduser().absolute())
-    return _path_class(text)
+    @contextmanager
+    def local_folder(self, folder: str | os.PathLike, fetch: Iterable[str] = (),
+                     publish: Iterable[str] = ()) -> Iterator[Path]:
+        """A local folder standing for the storage folder `folder`: the files named in `fetch`
+        that exist there are copied in first; the files named in `publish` that exist here are
+        copied back when the block ends, also when it raises (a rejected file's report must
+        reach storage; a retry overwrites the rest)."""
+        remote = self.path(folder)
+        if is_local(remote):
+            local = local_path(remote)
+            local.mkdir(parents=True, exist_ok=True)
+            yield local
+            return
+        local = scratch_root() / hashlib.sha256(str(remote).encode()).hexdigest()[:24]
+        shutil.rmtree(local, ignore_errors=True)  # what an earlier task left here may be stale
+        local.mkdir(parents=True)
+        try:
+            for name in fetch:
+                if (remote / name).exists():
+                    copy(remote / name, UPath(local / name))
+            try:
+                yield local
+            finally:
+                for name in publish:
+                    if (local / name).exists():
+                        copy(UPath(local / name), remote / name)
+        finally:
+            shutil.rmtree(local, ignore_errors=True)
 
 
 def is_local(location: UPath) -> bool:
@@ -51,18 +84,6 @@ def is_local(location: UPath) -> bool:
 
 def local_path(location: UPath) -> Path:
     return Path(location.path)
-
-
-def root() -> UPath:
-    return path(config.storage_base())
-
-
-def import_folder(import_id: str) -> UPath:
-    """The folder of one import's files: the upload, its UTF-8 copy, normalised rows, reports."""
-    folder = root() / "imports" / import_id
-    if is_local(folder):
-        local_path(folder).mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def copy(source: UPath, target: UPath) -> str:
@@ -109,33 +130,3 @@ def move(source: UPath, folder: UPath) -> UPath:
 
 def scratch_root() -> Path:
     return Path(os.environ.get("CONTACT_IMPORT_SCRATCH") or Path(tempfile.gettempdir()) / "contact-import")
-
-
-@contextmanager
-def local_folder(folder: str | os.PathLike, fetch: Iterable[str] = (),
-                 publish: Iterable[str] = ()) -> Iterator[Path]:
-    """A local folder standing for the storage folder `folder`: the files named in `fetch`
-    that exist there are copied in first; the files named in `publish` that exist here are
-    copied back when the block ends, also when it raises (a rejected file's report must
-    reach storage; a retry overwrites the rest)."""
-    remote = path(folder)
-    if is_local(remote):
-        local = local_path(remote)
-        local.mkdir(parents=True, exist_ok=True)
-        yield local
-        return
-    local = scratch_root() / hashlib.sha256(str(remote).encode()).hexdigest()[:24]
-    shutil.rmtree(local, ignore_errors=True)  # what an earlier task left here may be stale
-    local.mkdir(parents=True)
-    try:
-        for name in fetch:
-            if (remote / name).exists():
-                copy(remote / name, path(local / name))
-        try:
-            yield local
-        finally:
-            for name in publish:
-                if (local / name).exists():
-                    copy(path(local / name), remote / name)
-    finally:
-        shutil.rmtree(local, ignore_errors=True)

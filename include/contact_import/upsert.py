@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from . import set_based
+from . import normalised, set_based
 from .channels import Channel
 from .errors import Issue
 from .profiles import PROFILE
@@ -92,7 +92,7 @@ class Upserter:
 
     # ------------------------------------------------------------------ read + plan
     def plan(self, number: int, chunk: pd.DataFrame) -> ChunkPlan:
-        """chunk `number` of the file, as read_normalised yields it."""
+        """chunk `number` of the file, as normalised.read yields it."""
         plan = ChunkPlan(number=number)
         if self._settled is not None:
             for key, value in self._settled.counts.get(number, {}).items():
@@ -301,18 +301,6 @@ def _create_stage_tables(cur) -> None:
                    TRUNCATE stage_customers, stage_contacts, stage_tags;""")
 
 
-def read_normalised(path, chunk_rows: int, columns: Iterable[str] | None = None) -> Iterable[pd.DataFrame]:
-    """The validated file (or only `columns` of it), chunk by chunk: empty cells as None,
-    tags and attributes as JSON text."""
-    reader = pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_rows, encoding="utf-8",
-                         usecols=list(columns) if columns else None)
-    for chunk in reader:
-        chunk = chunk.astype(object).where(chunk != "", None)
-        if "row" in chunk:
-            chunk["row"] = chunk["row"].astype(int)
-        yield chunk
-
-
 def refresh_statistics(conn) -> None:
     """ANALYZE the tables an import grows. Statistics from when a table was small (or
     empty, after a preview's rollback) make the planner scan it whole for every row of
@@ -331,7 +319,7 @@ def run(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_rows: 
     totals = dict.fromkeys(COUNTS, 0)
     settled = None if row_by_row else set_based.prepare(conn, ws, channel, tag_mode, path, chunk_rows)
     upserter = Upserter(conn, ws, channel, tag_mode, settled, chunk_rows, dry_run=dry_run)
-    for number, chunk in enumerate(read_normalised(path, chunk_rows)):
+    for number, chunk in enumerate(normalised.read(path, chunk_rows)):
         if number <= start_after_chunk:
             continue
         if should_stop():

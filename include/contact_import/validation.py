@@ -1,13 +1,26 @@
-"""validate: Great Expectations suites plus the cell normalisers, one report.
+"""validate: the two rule engines on a mapped file, one report.
 
-The suite for a channel lives in expectations/<channel>.json as data; each
-expectation's meta.code names the error code its failures get in the report.
-The normalisers (normalisation.py) check and convert every cell; their errors and
-the suite's land in one list of Issues, sorted by row.
+Every column rule has one owner, and its constants (limits, patterns, accepted words)
+are written there only:
+
+- Great Expectations checks what is declarative about a cell kept as written (trimmed):
+  the User ID is present, of the channel's pattern and unique (UserIds carries
+  uniqueness across chunks); Name and text attributes are not too long; Binding
+  Teammate is a teammate's email or UNASSIGNED; Store Location Code is a store of the
+  workspace. The suite is expectations/base.json, named after the channel and given
+  its User ID pattern from the channel registry (suite_spec), plus what the workspace
+  generates (workspace_expectations). Each expectation's meta.code is its report code.
+- The normalisers (normalisation.py) judge every column they convert, with all of its
+  rules: email, phone, gender, birthday, tags, and number, date, boolean and select
+  attributes. Normaliser applies them to a frame.
+- binding.check adds the binding rules that need the database.
+
+No column is judged by both engines; tests/unit/test_rule_owners.py runs both on tricky
+values of every column and fails if they ever do. Their issues land in one list, and
+first_per_cell keeps one per cell.
 """
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import json
@@ -21,63 +34,52 @@ import numpy as np
 import pandas as pd
 
 from . import config, normalisation
+from .binding import UNASSIGNED
 from .channels import Channel
 from .errors import ERROR, Issue
 from .mapping import ATTRIBUTE_PREFIX, USER_ID
+from .normalised import COLUMNS as NORMALISED_COLUMNS
 from .profiles import fingerprints
 from .workspaces import Attribute
 
-REPORT_COLUMNS = ("row", "column", "value", "code", "message")
-NORMALISED_COLUMNS = ("row", "user_id", "name", "email", "phone", "gender", "birthday", "tags",
-                      "attributes", "binding_teammate", "store_code")
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+def suite_spec(channel: Channel, generated: list[dict] = ()) -> dict:
+    """The channel's suite: expectations/base.json named after the channel, with its
+    User ID pattern, plus `generated` (workspace_expectations)."""
+    pattern = {"user_id_pattern": channel.user_id_pattern}
+    base = [{**e, "kwargs": {k: Template(v).safe_substitute(pattern) if isinstance(v, str) else v
+                             for k, v in e["kwargs"].items()}}
+            for e in _base_suite()["expectations"]]
+    return {"name": channel.name, "expectations": [*base, *generated]}
 
 
-def load_suite_spec(channel: Channel) -> dict:
-    text = (config.expectations_dir() / f"{channel.name}.json").read_text(encoding="utf-8")
-    return json.loads(Template(text).safe_substitute(user_id_pattern=channel.user_id_pattern.replace("\\", "\\\\")))
-
-
-_ATTRIBUTE_PATTERNS = {
-    "number": r"[+-]?[0-9]+(?:\.[0-9]+)?",
-    "date": r"[0-9]{4}(?:-[0-9]{1,2}-[0-9]{1,2}|/[0-9]{1,2}/[0-9]{1,2})",
-    "boolean": r"(?i:true|false|yes|no|y|n|1|0|是|否)",
-}
+def _base_suite() -> dict:
+    return json.loads((config.expectations_dir() / "base.json").read_text(encoding="utf-8"))
 
 
 def workspace_expectations(attributes: list[Attribute], teammates: list[str] | None,
                            stores: list[str] | None) -> list[dict]:
-    """Expectations generated from the workspace: custom attributes and the OMO set-up.
+    """Expectations generated from the workspace: the base suite's attribute_expectations
+    for each custom attribute of that type, and the OMO set-up.
 
     teammates / stores are None when the file's bindings are not checked against the
     workspace at all (channel without OMO, workspace without the plan).
     """
-    generated = []
-    for attr in attributes:
-        column = ATTRIBUTE_PREFIX + attr.key
-        if attr.type == "text":
-            generated.append(_expectation("expect_column_value_lengths_to_be_between", column, "value_too_long",
-                                          {"limit": 1000}, max_value=1000))
-            continue
-        if attr.type == "select":
-            pattern = "(?i:" + "|".join(re.escape(o) for o in attr.options or ()) + ")"
-            options = f" (one of: {', '.join(attr.options or ())})"
-        else:
-            pattern, options = _ATTRIBUTE_PATTERNS[attr.type], ""
-        generated.append(_expectation("expect_column_values_to_match_regex", column, "invalid_attribute_value",
-                                      {"type": attr.type, "options": options}, regex=f"^{pattern}$"))
+    per_type = _base_suite()["attribute_expectations"]
+    generated = [{**e, "kwargs": {**e["kwargs"], "column": ATTRIBUTE_PREFIX + attr.key}}
+                 for attr in attributes for e in per_type.get(attr.type, ())]
     if teammates is not None:
-        pattern = "|".join(re.escape(e) for e in [*teammates, "UNASSIGNED"])
+        pattern = "|".join(re.escape(e) for e in [*teammates, UNASSIGNED])
         generated.append(_expectation("expect_column_values_to_match_regex", "binding_teammate",
-                                      "teammate_not_found", {}, regex=f"^(?i:{pattern})$"))
+                                      "teammate_not_found", regex=f"^(?i:{pattern})$"))
     if stores is not None:
-        generated.append(_expectation("expect_column_values_to_be_in_set", "store_code", "store_not_found", {},
+        generated.append(_expectation("expect_column_values_to_be_in_set", "store_code", "store_not_found",
                                       value_set=sorted(stores)))
     return generated
 
 
-def _expectation(kind: str, column: str, code: str, params: dict, **kwargs) -> dict:
-    return {"type": kind, "kwargs": {"column": column, **kwargs}, "meta": {"code": code, "params": params}}
+def _expectation(kind: str, column: str, code: str, **kwargs) -> dict:
+    return {"type": kind, "kwargs": {"column": column, **kwargs}, "meta": {"code": code}}
 
 
 @functools.lru_cache(maxsize=1)
@@ -111,7 +113,7 @@ def _validation_definition(suite_json: str):
 def run_suite(frame: pd.DataFrame, channel: Channel, headers: dict[str, str],
               generated: list[dict] = (), data_docs: Path | None = None,
               user_ids: "UserIds | None" = None) -> list[Issue]:
-    """Run the channel's suite plus `generated` expectations on the mapped frame.
+    """Run the channel's suite (suite_spec) plus `generated` expectations on the mapped frame.
 
     frame: index = file line, None = empty cell; headers: field -> the file's header,
     which the report names. Expectations on columns the file does not have are left out.
@@ -120,8 +122,8 @@ def run_suite(frame: pd.DataFrame, channel: Channel, headers: dict[str, str],
     the User IDs of the file's earlier chunks, so uniqueness holds across the file.
     """
     user_ids = user_ids or UserIds()
-    spec = load_suite_spec(channel)
-    spec["expectations"] = [e for e in [*spec["expectations"], *generated]
+    spec = suite_spec(channel, generated)
+    spec["expectations"] = [e for e in spec["expectations"]
                             if e["kwargs"]["column"] in frame.columns or e["kwargs"]["column"] == USER_ID]
     definition = _validation_definition(json.dumps(spec, sort_keys=True, ensure_ascii=False))
     columns = sorted({e["kwargs"]["column"] for e in spec["expectations"]})
@@ -140,17 +142,19 @@ def run_suite(frame: pd.DataFrame, channel: Channel, headers: dict[str, str],
         if outcome.exception_info and outcome.exception_info.get("raised_exception"):
             raise RuntimeError(f"expectation {outcome.expectation_config.type} failed to run: "
                                f"{outcome.exception_info.get('exception_message')}")
-        meta = outcome.expectation_config.meta or {}
-        field_name = outcome.expectation_config.kwargs["column"]
-        code, column = meta["code"], headers.get(field_name, field_name)
+        kwargs = outcome.expectation_config.kwargs
+        code, field_name = outcome.expectation_config.meta["code"], kwargs["column"]
+        column = headers.get(field_name, field_name)
+        # a length rule's message names its limit, written once: as the rule's max_value
+        params = {"channel": channel.label,
+                  **({"limit": kwargs["max_value"]} if kwargs.get("max_value") is not None else {})}
         rows = outcome.result.get("unexpected_index_list") or []
         values = outcome.result.get("unexpected_list") or []
         if code == "duplicate_user_id":
             # a copy of an earlier chunk's User ID names the file's first row, not the chunk's
             issues.extend(earlier.pop(issue.row, issue) for issue in _duplicates(rows, values, column))
             continue
-        issues.extend(Issue(code, int(row), column, "" if value is None else str(value),
-                            {"channel": channel.label, **meta.get("params", {})})
+        issues.extend(Issue(code, int(row), column, "" if value is None else str(value), params)
                       for row, value in zip(rows, values))
     issues.extend(earlier.values())
     return issues
@@ -182,7 +186,6 @@ class UserIds:
         return issues
 
 
-
 def write_data_docs(result, path: Path) -> None:
     """One self-contained HTML page of the validation result, rendered by GX."""
     from great_expectations.render.renderer import ValidationResultsPageRenderer
@@ -196,8 +199,11 @@ def write_data_docs(result, path: Path) -> None:
 
 
 def first_per_cell(issues: list[Issue]) -> list[Issue]:
-    """One error per cell: the first rule a cell breaks. The normalisers' issues come
-    first because they carry the more specific code (e.g. phone_scientific_notation)."""
+    """One error per cell: the first rule a cell breaks, in the order of `issues` (the
+    caller's: the normalisers', then binding.check's, then the suite's, the more specific
+    first). The engines judge different columns, so what meets here is a User ID both
+    off-pattern and repeated, and a teammate or store both binding.check and the suite
+    find missing."""
     seen: set[tuple[int, str]] = set()
     kept = []
     for issue in issues:
@@ -223,10 +229,16 @@ def _duplicates(rows, values, column) -> list[Issue]:
 
 
 class Normaliser:
-    """Checks and converts the mapped cells of one file, column by column."""
+    """The normalisers on the mapped cells of one file, column by column: each column
+    they convert they also judge (normalisation.py). The User ID, Name, text attributes
+    and the binding columns are kept as written; the GX suite judges them.
+
+    (Here rather than in normalisation.py: the phone helper processes run that module,
+    and importing pandas there would cost each of them more than a second.)
+    """
 
     def __init__(self, channel: Channel, attributes: list[Attribute], default_region: str | None):
-        self.channel = channel
+        # channel: no normaliser's rule depends on it
         self.attributes = {ATTRIBUTE_PREFIX + a.key: a for a in attributes}
         self.default_region = default_region
 
@@ -236,7 +248,7 @@ class Normaliser:
         out = pd.DataFrame(index=frame.index)
         out["row"] = frame.index
         out["user_id"] = frame[USER_ID] if USER_ID in frame else None
-        out["name"] = frame["name"] if "name" in frame else None  # its length is the GX suite's check
+        out["name"] = frame["name"] if "name" in frame else None
         simple = {"email": normalisation.normalise_email,
                   "gender": normalisation.normalise_gender, "birthday": normalisation.normalise_date,
                   "tags": normalisation.normalise_tags}
@@ -295,31 +307,3 @@ def _each_distinct(func, values: pd.Series) -> list:
 def _attribute_json(keys, values) -> str | None:
     present = {k: v for k, v in zip(keys, values) if v is not None and not (isinstance(v, float) and pd.isna(v))}
     return json.dumps(present, ensure_ascii=False) if present else None
-
-
-def neutralise(value) -> str:
-    """Spreadsheet formula injection: a cell starting with = + - @ is shown as text."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
-
-
-def write_report(issues: list[Issue], path: Path, lang: str = "en", limit: int | None = None) -> None:
-    """A report CSV (errors, or warnings): row,column,value,code,message, sorted by row."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ordered = sorted(issues, key=lambda i: (i.row or 0, i.column, i.code))
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8-sig", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(REPORT_COLUMNS)
-        for issue in ordered[:limit]:
-            writer.writerow([issue.row or "", neutralise(issue.column), neutralise(issue.value),
-                             issue.code, neutralise(issue.message(lang))])
-    os.replace(tmp, path)
-
-
-def count_by_code(issues: list[Issue], severity: str = ERROR) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for issue in issues:
-        if issue.severity == severity:
-            counts[issue.code] = counts.get(issue.code, 0) + 1
-    return dict(sorted(counts.items()))

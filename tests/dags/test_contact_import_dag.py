@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
 
-from contact_import import cli, db, jobs
+from contact_import import db, imports, local_airflow, statuses
 from tests.helpers import EXAMPLES, LINE_HEADER, ROOT, exported, line_id, table_counts, write_csv
 from tests.s3_server import s3_server
 
@@ -40,11 +42,30 @@ def test_dag_test_runs_an_import_from_the_trigger_form_params(dag, cdp_url, demo
     run = dag.test(run_conf={"workspace": "demo", "channel": "line", "tag_mode": "append", "file": str(SAMPLE)})
     assert run.state == "success"
     with db.transaction(cdp_url) as conn:
-        (record,) = jobs.list_imports(conn)
-    assert record["status"] == jobs.COMPLETED and record["source"] == "ui"
+        (record,) = imports.list_imports(conn)
+    assert record["status"] == statuses.COMPLETED and record["source"] == "ui"
     assert record["dag_run_id"] == run.run_id
     assert record["result"]["created"] == 6
     assert len(exported(cdp_url)) == 6
+
+
+def test_a_task_with_no_cdp_database_configured_fails_with_one_clear_line(dag, cdp_url, demo_workspace,
+                                                                        airflow_on_cdp, monkeypatch, capfd):
+    """No connection cdp_default: the first task fails at once and writes nowhere, not even to
+    an embedded server of its own; CDP_DATABASE_URL alone does not count inside Airflow."""
+    monkeypatch.delenv("AIRFLOW_CONN_CDP_DEFAULT")
+    monkeypatch.setenv("CDP_DATABASE_URL", cdp_url)
+    before = table_counts(cdp_url)
+    run = dag.test(run_conf={"workspace": "demo", "channel": "line", "tag_mode": "append", "file": str(SAMPLE)})
+    assert run.state == "failed"
+    (ti,) = [ti for ti in run.get_task_instances() if ti.task_id == "detect_encoding"]
+    assert ti.state == "failed"
+    output = capfd.readouterr()
+    errors = [line for line in (output.out + output.err).splitlines() if "Exception:" in line or "Error:" in line]
+    assert errors == ["airflow.sdk.exceptions.AirflowFailException: no CDP database: define the Airflow connection"
+                      " 'cdp_default' (AIRFLOW_CONN_CDP_DEFAULT, or Admin > Connections)"], errors
+    assert table_counts(cdp_url) == before
+    assert not (Path(os.environ["CONTACT_IMPORT_DATA_DIR"]) / "pg").exists()
 
 
 def _cli(args: list[str], url: str) -> subprocess.CompletedProcess:
@@ -80,9 +101,9 @@ def test_cli_import_of_an_invalid_file_exits_1_and_writes_nothing(cdp_url, demo_
 
 
 def test_local_airflow_env_points_at_this_checkout():
-    env = cli.airflow_env("postgresql://example/db")
+    env = local_airflow.environment("postgresql://example/db")
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(ROOT / "dags")
-    assert env["CDP_DATABASE_URL"] == "postgresql://example/db"
+    assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == str(ROOT / "plugins")
 
 
 @pytest.mark.parametrize("url", ["postgresql://cdp:s3cret@db.example:6543/cdp?sslmode=require",
@@ -91,7 +112,7 @@ def test_airflow_gets_the_cdp_database_as_connection_cdp_default(url):
     from airflow.models.connection import Connection
     from psycopg2.extensions import parse_dsn
 
-    connection = Connection.from_json(cli.airflow_env(url)["AIRFLOW_CONN_CDP_DEFAULT"], conn_id="cdp_default")
+    connection = Connection.from_json(local_airflow.environment(url)["AIRFLOW_CONN_CDP_DEFAULT"], conn_id="cdp_default")
     dsn = parse_dsn(url)
     assert (connection.conn_type, connection.host, connection.login, connection.schema) == (
         "postgres", dsn["host"], dsn["user"], dsn["dbname"])
@@ -114,8 +135,8 @@ def test_files_live_in_object_storage_reached_through_airflow_s_connection(dag, 
         run = dag.test(run_conf={"workspace": "demo", "channel": "line", "tag_mode": "append", "file": str(SAMPLE)})
         assert run.state == "success"
         with db.transaction(cdp_url) as conn:
-            (record,) = jobs.list_imports(conn)
-        assert record["status"] == jobs.COMPLETED and record["result"]["created"] == 6
+            (record,) = imports.list_imports(conn)
+        assert record["status"] == statuses.COMPLETED and record["result"]["created"] == 6
         assert record["work_dir"] == f"s3://aws_default@cdp-files/files/imports/{record['id']}"
         stored = {o["Key"].rsplit("/", 1)[1] for o in
                   client.list_objects_v2(Bucket="cdp-files", Prefix=f"files/imports/{record['id']}/")["Contents"]}

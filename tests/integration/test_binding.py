@@ -2,7 +2,7 @@
 
 The per-rule error codes are in test_error_codes.py; here is what an accepted file does.
 """
-from contact_import import db, jobs, workspaces
+from contact_import import db, statuses, workspaces
 from tests.helpers import EXAMPLES, exported, line_id, run_stages, write_csv
 
 HEADER = "LINE User ID,Name,Binding Teammate,Store Location Code"
@@ -19,7 +19,7 @@ def test_bind_rebind_unassign_and_leave_alone(cdp_url, demo_workspace, tmp_path)
         f"{line_id(3)},C,ben@shop.example,S002",
         f"{line_id(4)},D,,",
     ]))
-    assert first["status"] == jobs.COMPLETED
+    assert first["status"] == statuses.COMPLETED
     assert (first["result"]["bound"], first["result"]["unbound"]) == (3, 0) == (first["preview"]["bound"],
                                                                            first["preview"]["unbound"])
     assert bindings(cdp_url) == {
@@ -34,7 +34,7 @@ def test_bind_rebind_unassign_and_leave_alone(cdp_url, demo_workspace, tmp_path)
         f"{line_id(3)},C,,",                      # empty cells leave the binding
         f"{line_id(4)},D,UNASSIGNED,",            # nothing to unbind
     ]))
-    assert second["status"] == jobs.COMPLETED
+    assert second["status"] == statuses.COMPLETED
     assert (second["result"]["bound"], second["result"]["unbound"]) == (1, 1)
     assert second["preview"] == second["result"]
     assert bindings(cdp_url) == {
@@ -50,14 +50,14 @@ def test_bind_rebind_unassign_and_leave_alone(cdp_url, demo_workspace, tmp_path)
 def test_a_manager_is_bound_at_each_of_two_stores(cdp_url, demo_workspace, tmp_path):
     record = run_stages(cdp_url, write_csv(tmp_path / "m.csv", HEADER, [
         f"{line_id(1)},A,ben@shop.example,S001", f"{line_id(2)},B,ben@shop.example,S002"]))
-    assert record["status"] == jobs.COMPLETED and record["result"]["bound"] == 2
+    assert record["status"] == statuses.COMPLETED and record["result"]["bound"] == 2
     assert {b["store"] for b in bindings(cdp_url).values()} == {"S001", "S002"}
 
 
 def test_whatsapp_contacts_are_bound_too(cdp_url, demo_workspace, tmp_path):
     record = run_stages(cdp_url, write_csv(tmp_path / "w.csv", "WhatsApp User ID,Name,Binding Teammate,Store Location Code",
                                            ["886911223344,Wu,amy@shop.example,S001"]), channel="whatsapp")
-    assert record["status"] == jobs.COMPLETED and record["result"]["bound"] == 1
+    assert record["status"] == statuses.COMPLETED and record["result"]["bound"] == 1
     assert bindings(cdp_url) == {"886911223344": {"teammate": "amy@shop.example", "store": "S001"}}
 
 
@@ -67,14 +67,14 @@ def test_a_workspace_without_omo_imports_files_without_binding_columns(cdp_url, 
     with db.transaction(cdp_url) as conn:
         workspaces.apply(conn, spec)
     plain = run_stages(cdp_url, write_csv(tmp_path / "p.csv", "LINE User ID,Name", [f"{line_id(1)},A"]))
-    assert plain["status"] == jobs.COMPLETED and bindings(cdp_url) == {line_id(1): None}
+    assert plain["status"] == statuses.COMPLETED and bindings(cdp_url) == {line_id(1): None}
     bound = run_stages(cdp_url, write_csv(tmp_path / "b.csv", HEADER, [f"{line_id(2)},B,amy@shop.example,S001"]))
-    assert bound["status"] == jobs.VALIDATION_FAILED and bound["errors"] == 1
+    assert bound["status"] == statuses.VALIDATION_FAILED and bound["errors"] == 1
     assert set(bindings(cdp_url)) == {line_id(1)}  # nothing of the rejected file was written
 
 
 def test_facebook_rows_with_empty_binding_columns_import(cdp_url, demo_workspace, tmp_path):
     record = run_stages(cdp_url, write_csv(tmp_path / "f.csv", "Facebook User ID,Name,Binding Teammate,Store Location Code",
                                            ["5512345678901234,Ann,,"]), channel="facebook")
-    assert record["status"] == jobs.COMPLETED and record["result"]["bound"] == 0
+    assert record["status"] == statuses.COMPLETED and record["result"]["bound"] == 0
     assert bindings(cdp_url) == {"5512345678901234": None}

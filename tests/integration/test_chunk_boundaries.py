@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from contact_import import cli, jobs
+from contact_import import cli, db, statuses, workspaces
 from tests.helpers import (LINE_HEADER, customer_groups, exported, line_id, run_stages,
                            without_customer_ids, write_csv)
 
@@ -62,7 +62,7 @@ def test_a_file_validated_and_imported_in_small_chunks_ends_like_one_chunk(monke
     monkeypatch.setenv("CONTACT_IMPORT_VALIDATE_CHUNK_ROWS", "3")
     monkeypatch.setenv("CONTACT_IMPORT_CHUNK_ROWS", "2")
     chunked = run_stages(second_cdp_url, path, tag_mode=tag_mode)
-    assert whole["status"] == chunked["status"] == jobs.COMPLETED
+    assert whole["status"] == chunked["status"] == statuses.COMPLETED
     assert chunked["result"] == whole["result"] == chunked["preview"]
     assert chunked["warnings"] == whole["warnings"] == {"profile_shared": 4}
     contacts = exported(second_cdp_url)

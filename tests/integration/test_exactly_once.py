@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from contact_import import db, jobs, pipeline, workspaces
-from tests.helpers import EXAMPLES, LINE_HEADER, exported, line_id, run_stages, write_csv
+from contact_import import db, imports, intake, statuses, tasks, workspaces
+from tests.helpers import EXAMPLES, LINE_HEADER, ctx, exported, line_id, run_stages, write_csv
 
 
 def big_file(path, rows=3000):
@@ -23,15 +23,15 @@ def big_file(path, rows=3000):
 
 def prepared_import(url, path):
     """An import validated and ready for upsert_contacts (what the DAG has done by then)."""
-    import_id = pipeline.create_import(url, workspace="demo", channel="line", tag_mode="append", file=str(path))
-    for stage in (pipeline.task_detect_encoding, pipeline.task_map_columns, pipeline.task_validate):
-        stage(url, import_id)
+    import_id = intake.create_import(ctx(url), workspace="demo", channel="line", tag_mode="append", file=str(path))
+    for stage in (tasks.detect_encoding, tasks.map_columns, tasks.validate):
+        stage(ctx(url), import_id)
     return import_id
 
 
 def processed(url, import_id):
     with db.transaction(url) as conn:
-        return jobs.get(conn, import_id)["processed_rows"]
+        return imports.get(conn, import_id)["processed_rows"]
 
 
 @pytest.mark.parametrize("kill_after_rows", [100, 1300, 2700])
@@ -40,8 +40,8 @@ def test_a_killed_upsert_resumes_and_ends_like_one_clean_run(cdp_url, second_cdp
     monkeypatch.setenv("CONTACT_IMPORT_CHUNK_ROWS", "100")
     path = big_file(tmp_path / "big.csv")
     import_id = prepared_import(cdp_url, path)
-    child = subprocess.Popen([sys.executable, "-c", "import sys; from contact_import import pipeline;"
-                              " pipeline.task_upsert_contacts(sys.argv[1], sys.argv[2])", cdp_url, import_id])
+    child = subprocess.Popen([sys.executable, "-c", "import sys; from contact_import import context, tasks;"
+                              " tasks.upsert_contacts(context.for_command_line(sys.argv[1]), sys.argv[2])", cdp_url, import_id])
     deadline = time.monotonic() + 120
     while processed(cdp_url, import_id) < kill_after_rows and child.poll() is None:
         assert time.monotonic() < deadline, "the upsert made no progress"
@@ -51,11 +51,11 @@ def test_a_killed_upsert_resumes_and_ends_like_one_clean_run(cdp_url, second_cdp
     done_before_retry = processed(cdp_url, import_id)
     assert done_before_retry % 100 == 0 and done_before_retry >= min(kill_after_rows, 3000)
     # the retry: the same tasks again, as Airflow would run them
-    for stage in (pipeline.task_upsert_contacts, pipeline.task_bind_teammates, pipeline.task_finalize):
-        stage(cdp_url, import_id)
+    for stage in (tasks.upsert_contacts, tasks.bind_teammates, tasks.finalize):
+        stage(ctx(cdp_url), import_id)
     with db.transaction(cdp_url) as conn:
-        record = jobs.get(conn, import_id)
-    assert record["status"] == jobs.COMPLETED and record["processed_rows"] == 3000
+        record = imports.get(conn, import_id)
+    assert record["status"] == statuses.COMPLETED and record["processed_rows"] == 3000
     assert record["result"]["created"] == 3000
     assert record["result"] == record["preview"]
     resumed = exported(cdp_url)
@@ -92,7 +92,7 @@ def test_two_imports_into_one_workspace_serialise_and_both_complete(cdp_url, dem
 
     def run(import_id):
         try:
-            pipeline.task_upsert_contacts(cdp_url, import_id)
+            tasks.upsert_contacts(ctx(cdp_url), import_id)
         except Exception as exc:  # surfaced by the assertion below
             errors.append(exc)
 
@@ -103,11 +103,11 @@ def test_two_imports_into_one_workspace_serialise_and_both_complete(cdp_url, dem
         t.join(120)
     assert errors == []
     for import_id in (first, second):
-        pipeline.task_bind_teammates(cdp_url, import_id)
-        pipeline.task_finalize(cdp_url, import_id)
+        tasks.bind_teammates(ctx(cdp_url), import_id)
+        tasks.finalize(ctx(cdp_url), import_id)
     with db.transaction(cdp_url) as conn:
-        a, b = jobs.get(conn, first), jobs.get(conn, second)
-    assert a["status"] == b["status"] == jobs.COMPLETED
+        a, b = imports.get(conn, first), imports.get(conn, second)
+    assert a["status"] == b["status"] == statuses.COMPLETED
     assert a["processed_rows"] == 2000 and b["processed_rows"] == 1000
     # one import ran whole before the other: either order is fine, an interleaving is not
     contacts = exported(cdp_url)
@@ -128,8 +128,8 @@ def test_airflow_stopping_the_upsert_ends_it_cancelled_with_the_committed_rows(c
     monkeypatch.setenv("CONTACT_IMPORT_CHUNK_ROWS", "100")
     path = big_file(tmp_path / "big.csv")
     import_id = prepared_import(cdp_url, path)
-    child = subprocess.Popen([sys.executable, "-c", "import sys; from contact_import import pipeline;"
-                              " pipeline.task_upsert_contacts(sys.argv[1], sys.argv[2])", cdp_url, import_id],
+    child = subprocess.Popen([sys.executable, "-c", "import sys; from contact_import import context, tasks;"
+                              " tasks.upsert_contacts(context.for_command_line(sys.argv[1]), sys.argv[2])", cdp_url, import_id],
                              stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while processed(cdp_url, import_id) < 500 and child.poll() is None:
@@ -140,14 +140,14 @@ def test_airflow_stopping_the_upsert_ends_it_cancelled_with_the_committed_rows(c
     assert child.returncode == 1, stderr  # StageError: the DAG's task fails with its message
     assert "was stopped during upsert_contacts" in stderr
     with db.transaction(cdp_url) as conn:
-        record = jobs.get(conn, import_id)
+        record = imports.get(conn, import_id)
     contacts = exported(cdp_url)
-    assert record["status"] == jobs.CANCELLED and "stopped by Airflow" in record["message"]
+    assert record["status"] == statuses.CANCELLED and "stopped by Airflow" in record["message"]
     assert 500 <= record["processed_rows"] < 3000
     assert len(contacts) == record["processed_rows"] == record["result"]["created"]
     # a stopped import stays stopped: Airflow running the task again does nothing
-    with pytest.raises(pipeline.StageError, match="cancelled"):
-        pipeline.task_upsert_contacts(cdp_url, import_id)
+    with pytest.raises(tasks.StageError, match="cancelled"):
+        tasks.upsert_contacts(ctx(cdp_url), import_id)
     assert len(exported(cdp_url)) == len(contacts)
 
 
@@ -174,19 +174,19 @@ def test_airflow_stopping_validation_ends_the_import_cancelled_with_nothing_writ
                                                                                    tmp_path, signum):
     """The stages before the upsert write nothing; stopped, their import must not stay `validating`."""
     path = big_file(tmp_path / "big.csv", rows=20_000)
-    import_id = pipeline.create_import(cdp_url, workspace="demo", channel="line", tag_mode="append", file=str(path))
-    for stage in (pipeline.task_detect_encoding, pipeline.task_map_columns):
-        stage(cdp_url, import_id)
-    child = subprocess.Popen([sys.executable, "-c", "import sys; from contact_import import pipeline;"
-                              " pipeline.run_task('validate', sys.argv[1], sys.argv[2])", cdp_url, import_id],
+    import_id = intake.create_import(ctx(cdp_url), workspace="demo", channel="line", tag_mode="append", file=str(path))
+    for stage in (tasks.detect_encoding, tasks.map_columns):
+        stage(ctx(cdp_url), import_id)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; from contact_import import context, tasks;"
+                              " tasks.run(tasks.validate, context.for_command_line(sys.argv[1]), sys.argv[2])", cdp_url, import_id],
                              stderr=subprocess.PIPE, text=True)
     _wait_for_stop_handlers(child)  # the stage is running with its handlers installed
     os.kill(child.pid, signum)
     _, stderr = child.communicate(timeout=120)
     with db.transaction(cdp_url) as conn:
-        record = jobs.get(conn, import_id)
+        record = imports.get(conn, import_id)
     assert child.returncode == 1 and "was stopped during validate" in stderr, stderr
-    assert record["status"] == jobs.CANCELLED and "during validate" in record["message"]
+    assert record["status"] == statuses.CANCELLED and "during validate" in record["message"]
     assert exported(cdp_url) == {}
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from contact_import import db, feeds, jobs
-from tests.helpers import LINE_HEADER, exported, line_id, run_recorded, table_counts, write_csv
+from contact_import import db, feeds, imports, statuses
+from tests.helpers import LINE_HEADER, ctx, exported, line_id, run_recorded, table_counts, write_csv
 
 
 def rows(first: int, count: int) -> list[str]:
@@ -33,28 +33,28 @@ def finish_imports(url: str, result: dict) -> list[dict]:
 
 def test_two_files_are_taken_once_each_and_move_to_done_when_imported(cdp_url, demo_workspace, tmp_path):
     feed = make_feed(tmp_path)
-    folder = Path(feed.folder.path)
+    folder = Path(feed.folder(ctx(cdp_url).storage).path)
     write_csv(folder / "monday.csv", LINE_HEADER, rows(0, 3))
     write_csv(folder / "tuesday.csv", LINE_HEADER, rows(100, 2))
     (folder / "notes.txt").write_text("not a csv")
 
-    first = feeds.scan(cdp_url, feed, sleep=no_wait)
+    first = feeds.scan(ctx(cdp_url), feed, sleep=no_wait)
     assert len(first["taken"]) == 2 and len(first["trigger"]) == 2
     conf = first["trigger"][0]["conf"]
     assert conf["workspace"] == "demo" and conf["channel"] == "line" and conf["import_id"] in first["taken"]
     assert first["trigger"][0]["trigger_run_id"] == f"feed__acme__{conf['import_id']}"
     with db.transaction(cdp_url) as conn:
-        records = {r["file_name"]: r for r in jobs.list_imports(conn)}
+        records = {r["file_name"]: r for r in imports.list_imports(conn)}
     assert set(records) == {"monday.csv", "tuesday.csv"}
-    assert all(r["source"] == "feed" and r["status"] == jobs.WAITING for r in records.values())
+    assert all(r["source"] == "feed" and r["status"] == statuses.WAITING for r in records.values())
 
     # Scanned again before the runs started: nothing new, the same two runs still to trigger
     # (triggering is idempotent by run id), files still in the inbox.
-    again = feeds.scan(cdp_url, feed, sleep=no_wait)
+    again = feeds.scan(ctx(cdp_url), feed, sleep=no_wait)
     assert again["taken"] == [] and again["trigger"] == first["trigger"]
 
-    assert [r["status"] for r in finish_imports(cdp_url, first)] == [jobs.COMPLETED, jobs.COMPLETED]
-    settled = feeds.scan(cdp_url, feed, sleep=no_wait)
+    assert [r["status"] for r in finish_imports(cdp_url, first)] == [statuses.COMPLETED, statuses.COMPLETED]
+    settled = feeds.scan(ctx(cdp_url), feed, sleep=no_wait)
     assert {Path(m["file"]).name for m in settled["settled"]} == {"monday.csv", "tuesday.csv"}
     assert sorted(p.name for p in (folder / "done").iterdir()) == ["monday.csv", "tuesday.csv"]
     assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["notes.txt"]
@@ -62,14 +62,14 @@ def test_two_files_are_taken_once_each_and_move_to_done_when_imported(cdp_url, d
     assert len(exported(cdp_url)) == 5
 
     # A rerun after everything settled imports nothing twice.
-    assert feeds.scan(cdp_url, feed, sleep=no_wait) == {"feed": "acme", "settled": [], "taken": [], "trigger": []}
+    assert feeds.scan(ctx(cdp_url), feed, sleep=no_wait) == {"feed": "acme", "settled": [], "taken": [], "trigger": []}
     with db.transaction(cdp_url) as conn:
-        assert len(jobs.list_imports(conn)) == 2
+        assert len(imports.list_imports(conn)) == 2
 
 
 def test_a_file_still_being_written_waits_until_it_holds_still(cdp_url, demo_workspace, tmp_path):
     feed = make_feed(tmp_path)
-    growing = write_csv(Path(feed.folder.path) / "big.csv", LINE_HEADER, rows(0, 2))
+    growing = write_csv(Path(feed.folder(ctx(cdp_url).storage).path) / "big.csv", LINE_HEADER, rows(0, 2))
 
     written = [2]
 
@@ -78,40 +78,40 @@ def test_a_file_still_being_written_waits_until_it_holds_still(cdp_url, demo_wor
             out.write(rows(written[0], 1)[0] + "\n")
         written[0] += 1
 
-    assert feeds.scan(cdp_url, feed, sleep=writer_still_writing)["taken"] == []
-    assert feeds.scan(cdp_url, feed, sleep=writer_still_writing)["taken"] == []
-    done = feeds.scan(cdp_url, feed, sleep=no_wait)
+    assert feeds.scan(ctx(cdp_url), feed, sleep=writer_still_writing)["taken"] == []
+    assert feeds.scan(ctx(cdp_url), feed, sleep=writer_still_writing)["taken"] == []
+    done = feeds.scan(ctx(cdp_url), feed, sleep=no_wait)
     assert len(done["taken"]) == 1
     (record,) = finish_imports(cdp_url, done)
-    assert record["status"] == jobs.COMPLETED and record["result"]["created"] == 4  # the whole file
+    assert record["status"] == statuses.COMPLETED and record["result"]["created"] == 4  # the whole file
 
 
 def test_with_ready_marker_a_file_waits_for_its_done_marker(cdp_url, demo_workspace, tmp_path):
     feed = make_feed(tmp_path, ready="marker")
-    folder = Path(feed.folder.path)
+    folder = Path(feed.folder(ctx(cdp_url).storage).path)
     write_csv(folder / "batch.csv", LINE_HEADER, rows(0, 2))
-    assert feeds.scan(cdp_url, feed, sleep=no_wait)["taken"] == []
+    assert feeds.scan(ctx(cdp_url), feed, sleep=no_wait)["taken"] == []
     (folder / "batch.csv.done").write_text("")
-    assert len(feeds.scan(cdp_url, feed, sleep=no_wait)["taken"]) == 1
+    assert len(feeds.scan(ctx(cdp_url), feed, sleep=no_wait)["taken"]) == 1
 
 
 def test_a_rejected_file_moves_to_failed_and_the_same_content_again_is_not_imported(
         cdp_url, demo_workspace, tmp_path):
     feed = make_feed(tmp_path)
-    folder = Path(feed.folder.path)
+    folder = Path(feed.folder(ctx(cdp_url).storage).path)
     write_csv(folder / "bad.csv", LINE_HEADER, ["not-a-line-id,Bad,,,,,,,,,"])
     write_csv(folder / "good.csv", LINE_HEADER, rows(0, 2))
-    first = feeds.scan(cdp_url, feed, sleep=no_wait)
-    statuses = sorted(r["status"] for r in finish_imports(cdp_url, first))
-    assert statuses == [jobs.COMPLETED, jobs.VALIDATION_FAILED]
-    feeds.scan(cdp_url, feed, sleep=no_wait)
+    first = feeds.scan(ctx(cdp_url), feed, sleep=no_wait)
+    ended = sorted(r["status"] for r in finish_imports(cdp_url, first))
+    assert ended == [statuses.COMPLETED, statuses.VALIDATION_FAILED]
+    feeds.scan(ctx(cdp_url), feed, sleep=no_wait)
     assert [p.name for p in (folder / "failed").iterdir()] == ["bad.csv"]
     assert [p.name for p in (folder / "done").iterdir()] == ["good.csv"]
 
     # The partner sends good.csv's content again under another name: not imported twice.
     before = table_counts(cdp_url)
     write_csv(folder / "good-resent.csv", LINE_HEADER, rows(0, 2))
-    resent = feeds.scan(cdp_url, feed, sleep=no_wait)
+    resent = feeds.scan(ctx(cdp_url), feed, sleep=no_wait)
     assert resent["taken"] == [] and resent["trigger"] == []
     assert sorted(p.name for p in (folder / "done").iterdir()) == ["good-resent.csv", "good.csv"]
     assert table_counts(cdp_url) == before
@@ -120,10 +120,10 @@ def test_a_rejected_file_moves_to_failed_and_the_same_content_again_is_not_impor
 def test_an_unreadable_inbox_fails_its_feed_with_a_clear_message(cdp_url, demo_workspace, tmp_path):
     feed = feeds.Feed(name="gone", workspace="demo", channel="line", inbox=f"file://{tmp_path}/missing/*.csv")
     with pytest.raises(feeds.FeedError, match=r"feed gone: the inbox folder .*missing does not exist"):
-        feeds.scan(cdp_url, feed, sleep=no_wait)
+        feeds.scan(ctx(cdp_url), feed, sleep=no_wait)
     other = make_feed(tmp_path, name="fine")
-    write_csv(Path(other.folder.path) / "a.csv", LINE_HEADER, rows(0, 1))
-    assert len(feeds.scan(cdp_url, other, sleep=no_wait)["taken"]) == 1
+    write_csv(Path(other.folder(ctx(cdp_url).storage).path) / "a.csv", LINE_HEADER, rows(0, 1))
+    assert len(feeds.scan(ctx(cdp_url), other, sleep=no_wait)["taken"]) == 1
 
 
 def test_a_feed_is_due_at_its_own_schedule():

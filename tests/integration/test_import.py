@@ -1,15 +1,15 @@
 """Imports through the library's stages (the DAG's tasks without Airflow), checked via export."""
 from pathlib import Path
 
-from contact_import import db, jobs
-from tests.helpers import EXAMPLES, LINE_HEADER, exported, line_id, run_stages, table_counts, write_csv
+from contact_import import db, imports, intake, statuses, tasks
+from tests.helpers import EXAMPLES, LINE_HEADER, ctx, exported, line_id, run_stages, table_counts, write_csv
 
 SAMPLE = EXAMPLES / "line-contacts.csv"
 
 
 def test_line_import_creates_contacts_customers_and_tags(cdp_url, demo_workspace):
     record = run_stages(cdp_url, SAMPLE)
-    assert record["status"] == jobs.COMPLETED
+    assert record["status"] == statuses.COMPLETED
     assert record["total_rows"] == record["processed_rows"] == 6
     assert record["result"]["created"] == 6 and record["result"]["customers_created"] == 6
     assert record["result"]["bound"] == 3
@@ -32,7 +32,7 @@ def test_reimporting_the_same_file_changes_nothing(cdp_url, demo_workspace):
     before = exported(cdp_url)
     counts = table_counts(cdp_url)
     record = run_stages(cdp_url, SAMPLE)
-    assert record["status"] == jobs.COMPLETED
+    assert record["status"] == statuses.COMPLETED
     assert record["result"]["unchanged"] == 6
     assert {k: v for k, v in record["result"].items() if k != "unchanged"} == dict.fromkeys(
         ["created", "updated", "customers_created", "tags_added", "tags_removed", "bound", "unbound"], 0)
@@ -48,7 +48,7 @@ def test_invalid_user_id_rejects_the_file_and_writes_nothing(cdp_url, demo_works
     ])
     before = table_counts(cdp_url)
     record = run_stages(cdp_url, bad)
-    assert record["status"] == jobs.VALIDATION_FAILED
+    assert record["status"] == statuses.VALIDATION_FAILED
     assert record["errors"] == 1
     report = open(record["error_report"], encoding="utf-8-sig").read().splitlines()
     assert report[0] == "row,column,value,code,message"
@@ -65,7 +65,7 @@ def test_rows_sharing_an_email_share_one_profile_in_file_order(cdp_url, demo_wor
         f"{line_id(2)},Second,SAME@example.com,886911000009,,,,,,,",
     ])
     record = run_stages(cdp_url, f)
-    assert record["status"] == jobs.COMPLETED
+    assert record["status"] == statuses.COMPLETED
     assert record["result"]["created"] == 2 and record["result"]["customers_created"] == 1
     assert record["warnings"] == {"profile_shared": 1}
     warnings_report = (Path(record["work_dir"]) / "warnings.csv").read_text(encoding="utf-8-sig").splitlines()
@@ -104,7 +104,7 @@ def test_preview_counts_equal_what_the_import_does(cdp_url, demo_workspace, tmp_
         f"{line_id(9)},New Person,new@example.com,,,,,amy@shop.example,S001,,",  # created
     ])
     record = run_stages(cdp_url, f)
-    assert record["status"] == jobs.COMPLETED
+    assert record["status"] == statuses.COMPLETED
     assert record["preview"] == record["result"]
     assert record["result"] == {"created": 1, "updated": 1, "unchanged": 1, "customers_created": 1,
                                 "tags_added": 1, "tags_removed": 0, "bound": 1, "unbound": 1}
@@ -132,7 +132,7 @@ def test_shared_profiles_in_a_file_without_attribute_columns(cdp_url, demo_works
     f = write_csv(tmp_path / "plain.csv", "LINE User ID,Name,Email", [
         f"{line_id(1)},A,same@example.com", f"{line_id(2)},B,same@example.com", f"{line_id(3)},C,"])
     record = run_stages(cdp_url, f)
-    assert record["status"] == jobs.COMPLETED and record["result"]["customers_created"] == 2
+    assert record["status"] == statuses.COMPLETED and record["result"]["customers_created"] == 2
     assert {c["name"] for c in exported(cdp_url).values()} == {"B", "C"}
 
 
@@ -146,24 +146,23 @@ def test_preview_equals_the_import_for_shared_profiles_and_overwrite_removals(cd
         f"{line_id(9)},Shares New,new8@example.com,,,,,,,,",  # shares the new customer
     ])
     record = run_stages(cdp_url, f, tag_mode="overwrite")
-    assert record["status"] == jobs.COMPLETED
+    assert record["status"] == statuses.COMPLETED
     assert record["preview"] == record["result"]
     assert record["result"]["tags_removed"] == 2 and record["result"]["customers_created"] == 1
     assert record["warnings"] == {"profile_shared": 2}  # row 4 with row 2 (Ming), row 6 with row 5
 
 
 def test_a_crash_is_recorded_as_failed_but_never_overrides_a_finished_import(cdp_url, demo_workspace, tmp_path):
-    from contact_import import pipeline
 
-    import_id = pipeline.create_import(cdp_url, workspace="demo", channel="line", tag_mode="append",
-                                       file=str(SAMPLE), source="cli")
-    pipeline.task_failed(cdp_url, import_id, "upsert_contacts: server closed the connection")
+    import_id = intake.create_import(ctx(cdp_url), workspace="demo", channel="line", tag_mode="append",
+                                     file=str(SAMPLE), source="cli")
+    tasks.failed(ctx(cdp_url), import_id, "upsert_contacts: server closed the connection")
     with db.transaction(cdp_url) as conn:
-        record = jobs.get(conn, import_id)
-    assert record["status"] == jobs.FAILED and "server closed" in record["message"]
+        record = imports.get(conn, import_id)
+    assert record["status"] == statuses.FAILED and "server closed" in record["message"]
     assert record["finished_at"] is not None
     done = run_stages(cdp_url, SAMPLE)
-    pipeline.task_failed(cdp_url, done["id"], "late callback")
+    tasks.failed(ctx(cdp_url), done["id"], "late callback")
     with db.transaction(cdp_url) as conn:
-        assert jobs.get(conn, done["id"])["status"] == jobs.COMPLETED
-    pipeline.task_failed(cdp_url, "00000000-0000-0000-0000-000000000000", "no such import")
+        assert imports.get(conn, done["id"])["status"] == statuses.COMPLETED
+    tasks.failed(ctx(cdp_url), "00000000-0000-0000-0000-000000000000", "no such import")

@@ -9,8 +9,8 @@ import io
 
 import pytest
 
-from contact_import import feeds, jobs, pipeline, storage
-from tests.helpers import LINE_HEADER, exported, line_id, run_recorded
+from contact_import import feeds, import_folder, imports, statuses
+from tests.helpers import LINE_HEADER, ctx, exported, line_id, run_recorded
 from tests.s3_server import s3_server
 
 IMPORTS_BUCKET, INBOX_BUCKET = "cdp-files", "partner-inbox"
@@ -41,30 +41,30 @@ def test_a_feed_on_s3_imports_through_storage_on_s3(cdp_url, demo_workspace, s3,
     feed = feeds.Feed(name="acme", workspace="demo", channel="line", inbox=f"s3://{INBOX_BUCKET}/acme/*.csv",
                       settle_seconds=0)
 
-    found = feeds.scan(cdp_url, feed, sleep=lambda seconds: None)
+    found = feeds.scan(ctx(cdp_url), feed, sleep=lambda seconds: None)
     assert len(found["taken"]) == 2
     records = {r["file_name"]: r for r in (run_recorded(cdp_url, run["conf"]["import_id"])
                                            for run in found["trigger"])}
     good, bad = records["good.csv"], records["bad.csv"]
-    assert good["status"] == jobs.COMPLETED and good["result"]["created"] == 4
+    assert good["status"] == statuses.COMPLETED and good["result"]["created"] == 4
     assert exported(cdp_url)[line_id(3)]["tags"] == ["Cloud"]
 
     # Everything the stages keep is in the bucket, nothing in the local scratch folder.
     stored = keys(s3, IMPORTS_BUCKET, f"files/imports/{good['id']}/")
     names = {key.rsplit("/", 1)[1] for key in stored}
-    assert {"upload.csv", pipeline.UTF8_NAME, pipeline.COLUMNS_NAME, pipeline.NORMALISED_NAME} <= names
+    assert {"upload.csv", import_folder.UTF8, import_folder.COLUMNS, import_folder.NORMALISED} <= names
     assert good["work_dir"] == f"s3://{IMPORTS_BUCKET}/files/imports/{good['id']}"
     assert not any((tmp_path / "scratch").glob("*/*"))
 
     # The rejected file's report, in English and Chinese, read back from S3.
-    assert bad["status"] == jobs.VALIDATION_FAILED
+    assert bad["status"] == statuses.VALIDATION_FAILED
     assert bad["error_report"] == f"s3://{IMPORTS_BUCKET}/files/imports/{bad['id']}/errors.csv"
-    report = storage.path(bad["error_report"]).read_text(encoding="utf-8-sig")
+    report = ctx(cdp_url).storage.path(bad["error_report"]).read_text(encoding="utf-8-sig")
     assert list(csv.DictReader(io.StringIO(report)))[0]["code"] == "invalid_user_id"
-    assert pipeline.report_path(storage.path(bad["error_report"]), "zh-TW").exists()
-    assert jobs.summary(bad)["data_docs"] is None or jobs.summary(bad)["data_docs"].startswith("s3://")
+    assert import_folder.report_path(ctx(cdp_url).storage.path(bad["error_report"]), "zh-TW").exists()
+    assert imports.summary(bad)["data_docs"] is None or imports.summary(bad)["data_docs"].startswith("s3://")
 
-    settled = feeds.scan(cdp_url, feed, sleep=lambda seconds: None)
+    settled = feeds.scan(ctx(cdp_url), feed, sleep=lambda seconds: None)
     assert len(settled["settled"]) == 2
     assert keys(s3, INBOX_BUCKET, "acme/") == ["acme/done/good.csv", "acme/failed/bad.csv"]
 
@@ -72,4 +72,4 @@ def test_a_feed_on_s3_imports_through_storage_on_s3(cdp_url, demo_workspace, s3,
 def test_an_unreachable_bucket_fails_the_feed_with_a_clear_message(cdp_url, demo_workspace, s3):
     feed = feeds.Feed(name="lost", workspace="demo", channel="line", inbox="s3://no-such-bucket/x/*.csv")
     with pytest.raises(feeds.FeedError, match=r"feed lost: the inbox s3://no-such-bucket/x/\*\.csv cannot be read"):
-        feeds.scan(cdp_url, feed, sleep=lambda seconds: None)
+        feeds.scan(ctx(cdp_url), feed, sleep=lambda seconds: None)

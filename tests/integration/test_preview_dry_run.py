@@ -1,3 +1,4 @@
+from pathlib import Path
 """The preview plans the import without writing; its counts and warnings must be the import's.
 
 Random files over small pools of User IDs, emails and phones make rows collide in every
@@ -9,9 +10,9 @@ import random
 
 import pytest
 
-from contact_import import binding, config, db, jobs, pipeline, upsert, workspaces
+from contact_import import binding, config, db, import_folder, imports, intake, normalised, stages, statuses, tasks, upsert, workspaces
 from contact_import.channels import get_channel
-from tests.helpers import EXAMPLES, LINE_HEADER, issue_keys, line_id, run_stages, write_csv
+from tests.helpers import EXAMPLES, LINE_HEADER, ctx, issue_keys, line_id, run_stages, write_csv
 
 EMAILS = [f"p{n}@example.com" for n in range(5)]
 PHONES = [f"88691100000{n}" for n in range(5)]
@@ -38,25 +39,25 @@ def test_the_preview_counts_and_warns_exactly_like_the_import(monkeypatch, cdp_u
         ws = workspaces.apply(conn, workspaces.load_file(EXAMPLES / "demo-workspace.yaml"))
     monkeypatch.setenv("CONTACT_IMPORT_CHUNK_ROWS", str(1 + seed % 3))
     base = run_stages(cdp_url, random_file(rng, tmp_path / "base.csv", users=10, rows=6))
-    assert base["status"] == jobs.COMPLETED, base
+    assert base["status"] == statuses.COMPLETED, base
     assert base["preview"] == base["result"]
 
     path = random_file(rng, tmp_path / "next.csv", users=14, rows=9)
-    import_id = pipeline.create_import(cdp_url, workspace="demo", channel="line", tag_mode=tag_mode, file=str(path))
-    for stage in (pipeline.task_detect_encoding, pipeline.task_map_columns, pipeline.task_validate):
-        stage(cdp_url, import_id)
+    import_id = intake.create_import(ctx(cdp_url), workspace="demo", channel="line", tag_mode=tag_mode, file=str(path))
+    for stage in (tasks.detect_encoding, tasks.map_columns, tasks.validate):
+        stage(ctx(cdp_url), import_id)
     with db.transaction(cdp_url) as conn:
-        record = jobs.get(conn, import_id)
+        record = imports.get(conn, import_id)
     work_dir = record["work_dir"]
-    counts, warnings = pipeline.preview(cdp_url, ws, "line", tag_mode, pipeline.Path(work_dir))
+    counts, warnings = stages.preview(cdp_url, ws, "line", tag_mode, Path(work_dir))
     assert counts == record["preview"]
 
     applied = []
     conn = db.connect(cdp_url)
     try:
-        result = upsert.run(conn, ws, get_channel("line"), tag_mode, pipeline.Path(work_dir) / pipeline.NORMALISED_NAME,
+        result = upsert.run(conn, ws, get_channel("line"), tag_mode, Path(work_dir) / import_folder.NORMALISED,
                             config.chunk_rows(), on_chunk=lambda n, chunk, plan: applied.extend(plan.warnings))
-        for chunk in upsert.read_normalised(pipeline.Path(work_dir) / pipeline.NORMALISED_NAME, 100):
+        for chunk in normalised.read(Path(work_dir) / import_folder.NORMALISED, 100):
             for key, value in binding.apply(conn, ws, get_channel("line"), chunk).items():
                 result[key] = result.get(key, 0) + value
         conn.commit()

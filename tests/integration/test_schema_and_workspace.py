@@ -7,9 +7,9 @@ OPERATIONAL_TABLES = {"feed_files"}  # the partner feeds' record of the files th
 
 
 def test_migrations_create_every_table_from_empty_and_rerun_cleanly(empty_db):
-    assert migrate.upgrade(empty_db) == "0003"
+    assert migrate.upgrade(empty_db) == "0004"
     assert set(table_counts(empty_db)) == SPEC_TABLES | OPERATIONAL_TABLES
-    assert migrate.upgrade(empty_db) == "0003"  # a second upgrade is a no-op
+    assert migrate.upgrade(empty_db) == "0004"  # a second upgrade is a no-op
     assert all(count == 0 for count in table_counts(empty_db).values())
 
 

@@ -1,3 +1,4 @@
+from pathlib import Path
 """The upsert settles most rows in SQL (new contacts nothing else touches, stored contacts
 a row would not change) and plans the rest row by row in Python. Both ways must end alike.
 
@@ -12,9 +13,9 @@ import random
 
 import pytest
 
-from contact_import import config, db, jobs, pipeline, upsert, workspaces
+from contact_import import config, db, import_folder, imports, intake, statuses, tasks, upsert, workspaces
 from contact_import.channels import TAG_MODES, get_channel
-from tests.helpers import (EXAMPLES, LINE_HEADER, customer_groups, exported, issue_keys, line_id,
+from tests.helpers import (EXAMPLES, LINE_HEADER, ctx, customer_groups, exported, issue_keys, line_id,
                            without_customer_ids, write_csv)
 
 SHARED_EMAILS = [f"shared{n}@example.com" for n in range(6)]
@@ -48,13 +49,13 @@ def random_file(rng: random.Random, path, sent: dict[int, str], users: int = 100
 
 
 def _normalised(url: str, path, tag_mode: str):
-    import_id = pipeline.create_import(url, workspace="demo", channel="line", tag_mode=tag_mode, file=str(path))
-    for stage in (pipeline.task_detect_encoding, pipeline.task_map_columns, pipeline.task_validate):
-        stage(url, import_id)
+    import_id = intake.create_import(ctx(url), workspace="demo", channel="line", tag_mode=tag_mode, file=str(path))
+    for stage in (tasks.detect_encoding, tasks.map_columns, tasks.validate):
+        stage(ctx(url), import_id)
     with db.transaction(url) as conn:
-        record = jobs.get(conn, import_id)
-    assert record["status"] != jobs.VALIDATION_FAILED, record
-    return pipeline.Path(record["work_dir"]) / pipeline.NORMALISED_NAME
+        record = imports.get(conn, import_id)
+    assert record["status"] != statuses.VALIDATION_FAILED, record
+    return Path(record["work_dir"]) / import_folder.NORMALISED
 
 
 def _import(url: str, path, tag_mode: str, row_by_row: bool):

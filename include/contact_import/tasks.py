@@ -1,0 +1,251 @@
+"""One function per task of DAG `contact_import`: each does its stage for one import,
+records the outcome on the import and returns small metadata for XCom.
+
+The DAG calls them through `run`, which ends the import `cancelled` when Airflow stops
+the task. The light tasks (detect_encoding, map_columns, the approval gate, finalize)
+import no pandas or Great Expectations: `stages` and `upsert` are imported by the tasks
+that use them, so a light task's process starts in a fraction of a second.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from psycopg2.errors import QueryCanceled
+
+from . import config, db, import_folder, imports, interruption, reading, statuses, workspaces
+from .channels import get_channel
+from .context import Context
+from .errors import ERROR, WARNING, ImportFileError, Issue
+from .reports import count_by_code, write_report
+from .timings import Timings, timed
+
+
+class StageError(Exception):
+    """A stage ended the import (validation failed, cancelled); the message says why."""
+
+
+def _load(conn, import_id: str) -> tuple[dict[str, Any], workspaces.Workspace]:
+    record = imports.get(conn, import_id)
+    return record, workspaces.get(conn, record["workspace"])
+
+
+def _change(conn, import_id: str, status: str, **fields: Any) -> None:
+    """A stage moves its import on; a status that does not allow it ends the stage."""
+    try:
+        statuses.change(conn, import_id, status, **fields)
+    except statuses.IllegalTransition as exc:
+        raise StageError(str(exc)) from None
+
+
+def _record_timings(ctx: Context, import_id: str, timings: Timings) -> None:
+    with db.transaction(ctx.cdp_url) as conn:
+        imports.add_timings(conn, import_id, timings)
+
+
+def detect_encoding(ctx: Context, import_id: str) -> dict[str, Any]:
+    timings: Timings = {}
+    with db.transaction(ctx.cdp_url) as conn:
+        record, _ = _load(conn, import_id)
+        _change(conn, import_id, statuses.VALIDATING)
+    upload = ctx.storage.path(record["file_uri"]).name
+    with ctx.storage.local_folder(record["work_dir"], fetch=[upload],
+                                  publish=[import_folder.UTF8, *import_folder.REJECTION]) as local:
+        try:
+            with timed(timings, "detect_encoding"):
+                info = reading.detect(local / upload, local)
+        except ImportFileError as exc:
+            _reject(ctx, import_id, local, record["work_dir"], [exc.issue])
+    with db.transaction(ctx.cdp_url) as conn:
+        imports.update(conn, import_id, encoding=info.encoding, delimiter=info.delimiter, total_rows=info.rows)
+        imports.add_timings(conn, import_id, timings)
+    return {"import_id": import_id, "encoding": info.encoding, "delimiter": info.delimiter, "rows": info.rows}
+
+
+def map_columns(ctx: Context, import_id: str) -> dict[str, Any]:
+    with db.transaction(ctx.cdp_url) as conn:
+        record, ws = _load(conn, import_id)
+        column_map = reading.map_file(conn, ws, record["channel"], ctx.storage.path(record["work_dir"]),
+                                      record["mapping"])
+    with ctx.storage.local_folder(record["work_dir"],
+                                  publish=[import_folder.COLUMNS, *import_folder.REJECTION]) as local:
+        if column_map.issues:
+            _reject(ctx, import_id, local, record["work_dir"], column_map.issues)
+        (local / import_folder.COLUMNS).write_text(json.dumps(column_map.columns, ensure_ascii=False),
+                                                   encoding="utf-8")
+    return {"import_id": import_id, "columns": len(column_map.columns)}
+
+
+def validate(ctx: Context, import_id: str) -> dict[str, Any]:
+    from . import stages
+
+    with db.transaction(ctx.cdp_url) as conn:
+        record, ws = _load(conn, import_id)
+    with ctx.storage.local_folder(record["work_dir"], fetch=[import_folder.UTF8, import_folder.COLUMNS],
+                                  publish=[import_folder.NORMALISED, import_folder.WARNINGS,
+                                           *import_folder.REJECTION]) as local:
+        columns = json.loads((local / import_folder.COLUMNS).read_text(encoding="utf-8"))
+        timings: Timings = {}
+        with db.transaction(ctx.cdp_url) as conn:
+            issues = stages.validate_file(conn, ws, record["channel"], local, columns, timings)
+        _record_timings(ctx, import_id, timings)
+        if any(i.severity == ERROR for i in issues):
+            _reject(ctx, import_id, local, record["work_dir"], issues)
+        with timed(timings, "validate.preview"):
+            counts, warnings = stages.preview(ctx.cdp_url, ws, record["channel"], record["tag_mode"], local)
+        _record_timings(ctx, import_id, timings)
+        if warnings:  # the rows behind the preview's profile_shared / identity_conflict counts
+            write_report(warnings, local / import_folder.WARNINGS)
+    with db.transaction(ctx.cdp_url) as conn:
+        imports.update(conn, import_id, preview=counts, warnings=count_by_code(warnings, WARNING))
+    return {"import_id": import_id, "valid": True, "preview": counts}
+
+
+def approval_needed(ctx: Context, import_id: str) -> bool:
+    """After validation: whether the import waits for someone's approval (it is then
+    `awaiting_approval`) or goes on to the upsert."""
+    with db.transaction(ctx.cdp_url) as conn:
+        record = imports.get(conn, import_id)
+        if record["status"] == statuses.CANCELLED:
+            raise StageError(f"import {import_id} was cancelled")
+        if record["require_approval"]:
+            _change(conn, import_id, statuses.AWAITING_APPROVAL)
+        return bool(record["require_approval"])
+
+
+def rejected(ctx: Context, import_id: str, by: str | None = None) -> None:
+    """Someone rejected the import in the approval step: nothing was written, it ends cancelled."""
+    with db.transaction(ctx.cdp_url) as conn:
+        statuses.end(conn, import_id, statuses.CANCELLED,
+                     f"rejected in the approval step{f' by {by}' if by else ''}")
+
+
+def upsert_contacts(ctx: Context, import_id: str) -> dict[str, Any]:
+    from . import upsert
+
+    conn = db.connect(ctx.cdp_url)
+    try:
+        record, ws = _load(conn, import_id)
+        if record["status"] == statuses.CANCELLED:
+            raise StageError(f"import {import_id} was cancelled")
+        _change(conn, import_id, statuses.IMPORTING)
+        conn.commit()
+        done = record["result"] or {}
+
+        def checkpoint(number, chunk, plan):
+            done.update({k: done.get(k, 0) + plan.counts.get(k, 0) for k in upsert.COUNTS})
+            imports.record_chunk(conn, import_id, number, len(chunk), done)
+
+        def cancelled() -> bool:
+            return imports.get(conn, import_id)["status"] == statuses.CANCELLED
+
+        channel = get_channel(record["channel"])
+        upserter = upsert.Upserter(conn, ws, channel, record["tag_mode"])
+        upserter.lock_workspace()
+        try:
+            with interruption.stop_on_signals(conn) as stop, \
+                    ctx.storage.local_folder(record["work_dir"], fetch=[import_folder.NORMALISED]) as local:
+                upsert.run(conn, ws, channel, record["tag_mode"], local / import_folder.NORMALISED,
+                           config.chunk_rows(), start_after_chunk=record["last_chunk"], on_chunk=checkpoint,
+                           should_stop=lambda: stop.is_set() or cancelled())
+        except upsert.Cancelled:
+            if not stop.is_set():
+                raise StageError(f"import {import_id} was cancelled") from None
+            _stopped(conn, import_id)
+        except (interruption.Stopped, QueryCanceled):
+            if not stop.is_set():  # a statement cancelled by someone else is a crash, not a stop
+                raise
+            _stopped(conn, import_id)
+        finally:
+            conn.rollback()
+            upserter.unlock_workspace()
+            conn.commit()
+        return {"import_id": import_id, "processed_rows": imports.get(conn, import_id)["processed_rows"]}
+    finally:
+        conn.close()
+
+
+def _stopped(conn, import_id: str) -> None:
+    """Airflow stopped the task (marked failed or cleared): the chunk in flight is rolled
+    back, the committed ones stay, and the import ends cancelled."""
+    conn.rollback()
+    statuses.end(conn, import_id, statuses.CANCELLED,
+                 "stopped by Airflow (task marked failed or cleared) during upsert_contacts")
+    conn.commit()
+    raise StageError(f"import {import_id} was stopped during upsert_contacts; committed chunks are kept")
+
+
+def bind_teammates(ctx: Context, import_id: str) -> dict[str, Any]:
+    from . import stages
+
+    with db.transaction(ctx.cdp_url) as conn:
+        record, ws = _load(conn, import_id)
+        with ctx.storage.local_folder(record["work_dir"], fetch=[import_folder.NORMALISED]) as local:
+            counts = stages.bindings(conn, ws, get_channel(record["channel"]), local)
+        imports.update(conn, import_id, result={**(record["result"] or {}), **counts})
+    return {"import_id": import_id, **counts}
+
+
+def finalize(ctx: Context, import_id: str) -> dict[str, Any]:
+    with db.transaction(ctx.cdp_url) as conn:
+        record = imports.get(conn, import_id)
+        result = {key: (record["result"] or {}).get(key, 0) for key in imports.COUNT_KEYS}
+        _change(conn, import_id, statuses.COMPLETED, result=result)
+    return {"import_id": import_id, "status": statuses.COMPLETED, **result}
+
+
+def run(task: Callable[[Context, str], Any], ctx: Context, import_id: str) -> Any:
+    """One task as the DAG runs it: if Airflow stops the task (marked failed or cleared:
+    SIGINT, then SIGTERM), the import ends `cancelled` instead of staying in the status
+    of a stage no process runs any more. upsert_contacts handles the stop itself,
+    rolling back its chunk in flight."""
+    if task is upsert_contacts:
+        return task(ctx, import_id)
+    try:
+        with interruption.stop_on_signals(None):
+            return task(ctx, import_id)
+    except interruption.Stopped:
+        with db.transaction(ctx.cdp_url) as conn:
+            try:
+                statuses.end(conn, import_id, statuses.CANCELLED,
+                             f"stopped by Airflow (task marked failed or cleared) during {task.__name__}")
+            except imports.ImportNotFound:
+                pass
+        raise StageError(f"import {import_id} was stopped during {task.__name__}") from None
+
+
+def failed(ctx: Context, import_id: str, message: str) -> None:
+    """Record a crash as `failed`, unless the import already ended another way."""
+    with db.transaction(ctx.cdp_url) as conn:
+        try:
+            statuses.end(conn, import_id, statuses.FAILED, message[:2000])
+        except imports.ImportNotFound:  # the run failed before it could record its import
+            pass
+
+
+def run_ended(ctx: Context, import_id: str) -> None:
+    """The import's DAG run ended as failed: an import still unfinished never had its tasks
+    run to the end (its run was marked failed while queued, say) and ends cancelled."""
+    with db.transaction(ctx.cdp_url) as conn:
+        try:
+            statuses.end(conn, import_id, statuses.CANCELLED, "its DAG run was marked failed in Airflow")
+        except imports.ImportNotFound:
+            pass
+
+
+def _reject(ctx: Context, import_id: str, local, folder: str, issues: list[Issue]) -> None:
+    """Write the reports into the task's local folder (local_folder publishes them), record
+    them under their place in storage, and end the import validation_failed."""
+    errors = [i for i in issues if i.severity == ERROR]
+    for lang in ("en", "zh-TW"):  # the same rows in Traditional Chinese, for the API's Accept-Language
+        write_report(errors, import_folder.report_path(local / import_folder.ERRORS, lang), lang,
+                     limit=config.max_report_errors())
+    report = ctx.storage.path(folder) / import_folder.ERRORS
+    data_docs = ctx.storage.path(folder) / import_folder.DATA_DOCS if (local / import_folder.DATA_DOCS).exists() \
+        else None
+    by_code = count_by_code(issues)
+    with db.transaction(ctx.cdp_url) as conn:
+        _change(conn, import_id, statuses.VALIDATION_FAILED, errors=len(errors), error_report=str(report),
+                data_docs=str(data_docs) if data_docs else None, warnings=count_by_code(issues, WARNING),
+                message=json.dumps(by_code))
+    raise StageError(f"validation failed: {len(errors)} errors {by_code}; report: {report}")

@@ -1,0 +1,258 @@
+"""The plugin's routes against a real CDP database, without Airflow: the caller and its
+permissions are given, Airflow's REST API is a stand-in recording its calls, and the
+stages run through the library (tests.helpers.run_recorded) where a test needs them."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import sys
+import threading
+import time
+
+import pytest
+from fastapi import FastAPI, HTTPException
+from fastapi.testclient import TestClient
+
+from contact_import import db, imports, intake, statuses
+from contact_import.endpoints import API_URL_PREFIX, PLUGIN_PREFIX
+from tests.helpers import LINE_HEADER, ROOT, ctx, line_id, run_recorded
+
+sys.path.insert(0, str(ROOT / "plugins"))  # as Airflow does with its plugins folder
+
+from contact_imports_api import airflow_client, auth, cdp, sweep  # noqa: E402
+from contact_imports_api.app import app  # noqa: E402
+
+API = API_URL_PREFIX
+
+
+class Airflow:
+    """Airflow's REST API as the routes see it."""
+
+    def __init__(self):
+        self.triggered: list[dict] = []
+        self.failed: list[str] = []
+        self.refuse: HTTPException | None = None
+
+    def trigger(self, base, who, conf):
+        if self.refuse:
+            raise self.refuse
+        self.triggered.append(conf)
+        return {"dag_run_id": f"manual__{len(self.triggered)}"}
+
+    def fail_run(self, base, who, dag_run_id):
+        self.failed.append(dag_run_id)
+
+
+@pytest.fixture
+def airflow(monkeypatch):
+    stand_in = Airflow()
+    monkeypatch.setattr(airflow_client, "trigger", stand_in.trigger)
+    monkeypatch.setattr(airflow_client, "fail_run", stand_in.fail_run)
+    return stand_in
+
+
+@pytest.fixture
+def api(cdp_url, demo_workspace, airflow):
+    caller = auth.Caller(user=None, token="a-token")
+    app.dependency_overrides[auth.reader] = lambda: caller
+    app.dependency_overrides[auth.writer] = lambda: caller
+    app.dependency_overrides[cdp.cdp_context] = lambda: ctx(cdp_url)
+    server = FastAPI()
+    server.mount(PLUGIN_PREFIX, app)
+    yield TestClient(server)
+    app.dependency_overrides.clear()
+
+
+def csv_bytes(rows: int, start: int = 0) -> bytes:
+    lines = [LINE_HEADER] + [f"{line_id(start + n)},Person {n},p{start + n}@example.com,,,,VIP,,,,{n}"
+                             for n in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def upload(client, content: bytes, name="contacts.csv", **form):
+    data = {"workspace": "demo", "channel": "line", "tag_mode": "append", **form}
+    return client.post(f"{API}/imports", data=data, files={"file": (name, io.BytesIO(content), "text/csv")})
+
+
+def stored_folders(cdp_url) -> list:
+    return sorted((ctx(cdp_url).storage.base / "imports").glob("*"))
+
+
+def test_an_upload_is_stored_recorded_waiting_and_triggers_one_run(api, airflow, cdp_url):
+    created = upload(api, csv_bytes(3), name="Mine.CSV", mapping='{"Points": null}', require_approval="yes")
+    assert created.status_code == 202, created.text
+    record = created.json()
+    assert record["status"] == "waiting" and record["dag_run_id"] == "manual__1" and record["source"] == "api"
+    assert record["file_name"] == "Mine.CSV" and record["workspace"] == "demo" and record["id"] == record["import_id"]
+    (conf,) = airflow.triggered
+    assert conf["import_id"] == record["id"] and conf["require_approval"] is True
+    assert conf["mapping"] == {"Points": None} and conf["file"].endswith(f"{record['id']}/upload.csv")
+    with open(conf["file"], "rb") as stored:
+        assert stored.read() == csv_bytes(3)
+    with db.transaction(cdp_url) as conn:
+        row = imports.get(conn, record["id"])
+    assert row["file_sha256"] == hashlib.sha256(csv_bytes(3)).hexdigest()
+
+
+def test_the_stored_file_is_written_off_the_event_loop(api, monkeypatch):
+    threads = []
+    real = intake.upload_path
+
+    def place(*args):
+        try:
+            asyncio.get_running_loop()
+            threads.append("event loop")
+        except RuntimeError:
+            threads.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(intake, "upload_path", place)
+    assert upload(api, csv_bytes(2)).status_code == 202
+    assert threads and "event loop" not in threads
+
+
+def test_a_refused_upload_keeps_nothing(api, airflow, cdp_url, monkeypatch):
+    monkeypatch.setenv("CONTACT_IMPORT_MAX_UPLOAD_MB", "1")
+    before = stored_folders(cdp_url)
+    assert upload(api, csv_bytes(1), channel="myspace").status_code == 422
+    assert upload(api, csv_bytes(1), tag_mode="replace").status_code == 422
+    refused = upload(api, csv_bytes(1), workspace="nope")
+    assert refused.status_code == 422 and "nope" in refused.json()["detail"]
+    assert upload(api, csv_bytes(1), mapping="{not json").status_code == 422
+    assert upload(api, csv_bytes(1), mapping="[1]").status_code == 422
+    assert api.post(f"{API}/imports", data={"workspace": "demo", "channel": "line"}).status_code in (415, 422)
+    assert api.post(f"{API}/imports", json={"workspace": "demo"}).status_code == 415
+    missing = api.post(f"{API}/imports", data={"workspace": "demo"},
+                       files={"file": ("a.csv", io.BytesIO(b"x"), "text/csv")})
+    assert missing.status_code == 422 and "channel" in missing.json()["detail"]
+    too_big = upload(api, b"x" * (2**20 + 1))
+    assert too_big.status_code == 413 and "1 MiB" in too_big.json()["detail"]
+    assert api.get(f"{API}/imports").json()["imports"] == []
+    assert stored_folders(cdp_url) == before and airflow.triggered == []
+
+
+def test_a_trigger_airflow_refuses_ends_the_import_failed(api, airflow):
+    airflow.refuse = HTTPException(403, "Airflow answered 403: no")
+    refused = upload(api, csv_bytes(1))
+    assert refused.status_code == 403
+    (record,) = api.get(f"{API}/imports").json()["imports"]
+    assert record["status"] == "failed" and record["message"].startswith("could not start the DAG run")
+
+
+def test_lists_filter_by_workspace_and_status_newest_first(api, cdp_url):
+    ids = [upload(api, csv_bytes(1, start=n)).json()["id"] for n in range(3)]
+    listed = api.get(f"{API}/imports", params={"workspace": "demo"}).json()["imports"]
+    assert [i["id"] for i in listed] == ids[::-1]
+    assert api.get(f"{API}/imports", params={"limit": 2}).json()["imports"] == listed[:2]
+    assert api.post(f"{API}/imports/{ids[0]}/cancel").status_code == 202
+    assert [i["id"] for i in api.get(f"{API}/imports", params={"status": "cancelled"}).json()["imports"]] == ids[:1]
+    bogus = api.get(f"{API}/imports", params={"status": "bogus"})
+    assert bogus.status_code == 422 and bogus.json()["detail"].startswith("status must be one of")
+    assert api.get(f"{API}/imports", params={"limit": 0}).status_code == 422
+    assert api.get(f"{API}/imports", params={"workspace": "nope"}).status_code == 404
+    assert api.get(f"{API}/imports/00000000-0000-0000-0000-000000000000").status_code == 404
+    assert api.get(f"{API}/imports/not-a-uuid").status_code == 404
+
+
+def test_reading_an_import_changes_nothing(api, airflow, cdp_url):
+    record = upload(api, csv_bytes(1)).json()
+    for _ in range(3):
+        assert api.get(f"{API}/imports/{record['id']}").json()["status"] == "waiting"
+        api.get(f"{API}/imports")
+    assert airflow.failed == []
+
+
+def test_cancel_ends_the_import_then_fails_its_run_and_a_finished_one_is_409(api, airflow):
+    record = upload(api, csv_bytes(1)).json()
+    cancelled = api.post(f"{API}/imports/{record['id']}/cancel")
+    assert cancelled.status_code == 202, cancelled.text
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["message"] == "cancelled through the API"
+    assert cancelled.json()["finished_at"] is not None
+    assert airflow.failed == [record["dag_run_id"]]
+    again = api.post(f"{API}/imports/{record['id']}/cancel")
+    assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
+    assert airflow.failed == [record["dag_run_id"]]
+    assert api.post(f"{API}/imports/00000000-0000-0000-0000-000000000000/cancel").status_code == 404
+    assert api.post(f"{API}/imports/not-a-uuid/cancel").status_code == 404
+
+
+def test_a_rejected_file_s_error_report_in_the_caller_s_language(api, cdp_url):
+    good = upload(api, csv_bytes(2, start=500)).json()
+    bad = upload(api, (LINE_HEADER + "\nUbad,Bad,not-an-email,,,,,,,,\n").encode(), name="bad.csv").json()
+    assert run_recorded(cdp_url, good["id"])["status"] == "completed"
+    assert run_recorded(cdp_url, bad["id"])["status"] == "validation_failed"
+    record = api.get(f"{API}/imports/{bad['id']}").json()
+    assert record["status"] == "validation_failed" and record["errors"] == 2 and record["error_report"]
+    report = api.get(f"{API}/imports/{bad['id']}/errors.csv")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/csv")
+    assert report.headers["content-language"] == "en"
+    rows = report.content.decode("utf-8-sig").splitlines()
+    assert rows[0] == "row,column,value,code,message" and len(rows) == 3
+    chinese = api.get(f"{API}/imports/{bad['id']}/errors.csv", headers={"Accept-Language": "zh-TW,zh;q=0.9"})
+    assert chinese.headers["content-language"] == "zh-TW" and chinese.content != report.content
+    assert api.get(f"{API}/imports/{good['id']}/errors.csv").status_code == 404
+    done = api.get(f"{API}/imports/{good['id']}").json()
+    assert done["result"]["created"] == 2 and done["processed_rows"] == done["total_rows"] == done["rows"] == 2
+
+
+def test_templates_per_channel_tag_mode_and_workspace(api):
+    line = api.get(f"{API}/templates/line.csv", params={"tag_mode": "overwrite", "workspace": "demo"})
+    assert line.status_code == 200 and 'filename="line-overwrite.csv"' in line.headers["content-disposition"]
+    header = line.content.decode("utf-8-sig").splitlines()[0].split(",")
+    assert header[0] == "LINE User ID" and "Binding Teammate" in header and "VIP Level" in header
+    plain = api.get(f"{API}/templates/whatsapp.csv").content.decode("utf-8-sig").splitlines()[0]
+    assert plain.startswith("WhatsApp User ID") and "VIP Level" not in plain
+    assert api.get(f"{API}/templates/myspace.csv").status_code == 404
+    assert api.get(f"{API}/templates/line.csv", params={"tag_mode": "replace"}).status_code == 422
+    assert api.get(f"{API}/templates/line.csv", params={"workspace": "nope"}).status_code == 404
+
+
+def test_the_sweep_cancels_unfinished_imports_whose_run_failed_in_airflow(api, cdp_url):
+    queued, running, other, done = (upload(api, csv_bytes(1, start=n)).json() for n in range(4))
+    with db.transaction(cdp_url) as conn:
+        statuses.change(conn, running["id"], statuses.VALIDATING)
+        statuses.end(conn, done["id"], statuses.FAILED, "a crash")
+    with db.transaction(cdp_url) as conn:  # an import of the CLI: no DAG run
+        no_run = intake.record_upload(ctx(cdp_url), import_id="5c0e6f2a-1111-4111-8111-111111111111",
+                                      stored=ctx(cdp_url).storage.path(__file__), sha256="x", file_name="a.csv",
+                                      workspace="demo", channel="line", tag_mode="append", source="cli")
+    asked = []
+
+    def failed_runs(run_ids):
+        asked.append(sorted(run_ids))
+        return {queued["dag_run_id"], running["dag_run_id"], done["dag_run_id"]} & set(run_ids)
+
+    assert sorted(sweep.sweep(ctx(cdp_url), failed_runs)) == sorted([queued["id"], running["id"]])
+    assert asked == [sorted([queued["dag_run_id"], running["dag_run_id"], other["dag_run_id"]])]
+    for record, expected in ((queued, "cancelled"), (running, "cancelled"), (other, "waiting"), (done, "failed")):
+        now = api.get(f"{API}/imports/{record['id']}").json()
+        assert now["status"] == expected, (record, now)
+    assert api.get(f"{API}/imports/{queued['id']}").json()["message"] == sweep.MESSAGE
+    assert api.get(f"{API}/imports/{no_run}").json()["status"] == "waiting"
+    assert sweep.sweep(ctx(cdp_url), failed_runs) == []
+
+
+def test_the_sweep_asks_airflow_nothing_without_unfinished_runs(cdp_url, demo_workspace):
+    def failed_runs(run_ids):
+        raise AssertionError("no query without unfinished imports")
+
+    assert sweep.sweep(ctx(cdp_url), failed_runs) == []
+
+
+def test_the_sweep_thread_starts_once_per_process_and_sweeps_until_stopped(monkeypatch):
+    runs = []
+    monkeypatch.setattr(sweep, "sweep", lambda context: runs.append(context) or [])
+    sweep.stop()
+    try:
+        assert sweep.start(lambda: "ctx", interval=0.05) is True
+        assert sweep.start(lambda: "ctx", interval=0.05) is False
+        deadline = time.monotonic() + 5
+        while len(runs) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert runs[:2] == ["ctx", "ctx"]
+        (thread,) = [t for t in threading.enumerate() if t.name == "contact-imports-sweep"]
+        assert thread.daemon
+    finally:
+        sweep.stop()
+    assert not [t for t in threading.enumerate() if t.name == "contact-imports-sweep"]

@@ -1,0 +1,182 @@
+"""The plugin's FastAPI app without a running Airflow: how Airflow loads it, its OpenAPI
+document, the offline docs page, the Contact imports page, and what needs no database."""
+from __future__ import annotations
+
+import datetime
+import inspect
+import re
+import sys
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from contact_import import context, imports
+from contact_import.endpoints import API_URL_PREFIX, PAGE_PATH, PLUGIN_PREFIX
+from tests.helpers import ROOT
+
+PLUGINS = ROOT / "plugins"
+sys.path.insert(0, str(PLUGINS))  # as Airflow does with its plugins folder
+
+from contact_imports_api import auth, cdp, docs, schemas  # noqa: E402
+from contact_imports_api.app import app  # noqa: E402
+
+
+@pytest.fixture
+def client():
+    """The app mounted where Airflow's API server mounts it."""
+    server = FastAPI()
+    server.mount(PLUGIN_PREFIX, app)
+    yield TestClient(server)
+    app.dependency_overrides.clear()
+
+
+@pytest.mark.parametrize("syntax", ["glob", "regexp"])
+def test_airflow_s_plugin_loader_sees_only_the_registration_not_the_package_s_modules(syntax):
+    from airflow._shared.module_loading.file_discovery import find_path_from_directory
+
+    found = {p for p in find_path_from_directory(str(PLUGINS), ".airflowignore", syntax) if p.endswith(".py")}
+    assert found == {str(PLUGINS / "contact_imports_plugin.py")}
+
+
+def test_the_plugin_registers_the_app_and_the_page():
+    import contact_imports_plugin
+
+    plugin = contact_imports_plugin.ContactImportsPlugin
+    assert plugin.fastapi_apps[0]["app"] is app and plugin.fastapi_apps[0]["url_prefix"] == PLUGIN_PREFIX
+    assert plugin.external_views[0]["href"] == "/contact-imports/ui"
+    assert plugin.external_views[0]["url_route"] == "contact-imports"
+
+
+def test_the_import_model_types_and_describes_every_key_of_an_import_summary():
+    now = datetime.datetime.now(datetime.timezone.utc)
+    record = {"id": "3f1c0a52-0000-4000-8000-000000000000", "workspace": "demo", "channel": "line",
+              "tag_mode": "append", "status": "completed", "source": "api", "file_name": "a.csv",
+              "encoding": "utf-8", "delimiter": ",", "total_rows": 3, "processed_rows": 3, "errors": 0,
+              "warnings": {}, "preview": {"created": 3}, "result": {"created": 3}, "error_report": None,
+              "data_docs": None, "message": None, "dag_run_id": "manual__1", "created_at": now,
+              "started_at": now, "finished_at": now}
+    summary = imports.summary(record)
+    assert set(schemas.Import.model_fields) == set(summary)
+    assert schemas.Import.model_validate(summary).id == record["id"]
+
+    spec = app.openapi()
+    model = spec["components"]["schemas"]["Import"]
+    assert set(model["properties"]) == set(summary) and set(model["required"]) == set(summary)
+    for name, field in model["properties"].items():
+        assert field.get("description"), name
+        assert "type" in field or "anyOf" in field, name
+    assert model["properties"]["status"]["enum"][0] == "waiting"
+    assert model["properties"]["created_at"]["anyOf"][0]["format"] == "date-time"
+
+
+def test_the_openapi_document_describes_each_route_s_answers():
+    spec = app.openapi()
+    paths = spec["paths"]
+    api = "/api/v1"
+    assert set(paths) == {f"{api}/imports", f"{api}/imports/{{import_id}}", f"{api}/imports/{{import_id}}/errors.csv",
+                          f"{api}/imports/{{import_id}}/cancel", f"{api}/templates/{{channel}}.csv"}
+
+    def answer(path, method, code):
+        return paths[path][method]["responses"][str(code)]
+
+    ref = "#/components/schemas/"
+    assert answer(f"{api}/imports", "post", 202)["content"]["application/json"]["schema"]["$ref"] == ref + "Import"
+    assert answer(f"{api}/imports", "get", 200)["content"]["application/json"]["schema"]["$ref"] == ref + "ImportList"
+    assert answer(f"{api}/imports/{{import_id}}", "get", 200)["content"]["application/json"]["schema"]["$ref"] \
+        == ref + "Import"
+    assert answer(f"{api}/imports/{{import_id}}/cancel", "post", 409)["content"]["application/json"]["schema"][
+        "$ref"] == ref + "Error"
+    assert "text/csv" in answer(f"{api}/templates/{{channel}}.csv", "get", 200)["content"]
+    form = paths[f"{api}/imports"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["properties"]["file"]["format"] == "binary" and "channel" in form["required"]
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    status_param = next(p for p in paths[f"{api}/imports"]["get"]["parameters"] if p["name"] == "status")
+    assert "completed" in status_param["schema"]["anyOf"][0]["enum"]
+
+
+def test_routes_that_use_the_database_run_in_the_thread_pool():
+    """Only the upload (its body streams in on the event loop) and the docs are coroutines."""
+    coroutines = {route.path for route in app.routes
+                  if hasattr(route, "endpoint") and inspect.iscoroutinefunction(route.endpoint)}
+    assert coroutines <= {"/api/v1/imports", "/docs", "/docs/assets/{name}", "/openapi.json",
+                          "/docs/oauth2-redirect"}
+    upload = next(r for r in app.routes if getattr(r, "path", "") == "/api/v1/imports" and "POST" in r.methods)
+    assert inspect.iscoroutinefunction(upload.endpoint)
+    assert not inspect.iscoroutinefunction(cdp.cdp_context)
+    assert not inspect.iscoroutinefunction(auth.reader) and not inspect.iscoroutinefunction(auth.writer)
+
+
+def test_the_docs_page_loads_swagger_ui_from_this_app_not_a_cdn(client, tmp_path, monkeypatch):
+    for name in (docs.JS, docs.CSS, docs.FAVICON):
+        (tmp_path / name).write_text(f"/* {name} */")
+    monkeypatch.setattr(docs, "assets_folder", lambda: tmp_path)
+    page = client.get(f"{PLUGIN_PREFIX}/docs")
+    assert page.status_code == 200
+    assert "cdn.jsdelivr.net" not in page.text and "https://" not in page.text.replace("https://fastapi", "")
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    assert f"{PLUGIN_PREFIX}/docs/assets/swagger-ui-bundle.js" in urls
+    assert f"{PLUGIN_PREFIX}/docs/assets/swagger-ui.css" in urls
+    for url in urls:
+        answer = client.get(url)
+        assert answer.status_code == 200, url
+    assert client.get(f"{PLUGIN_PREFIX}/docs/assets/swagger-ui-bundle.js").headers["content-type"].startswith(
+        "text/javascript")
+    assert client.get(f"{PLUGIN_PREFIX}/docs/assets/..%2Fsecrets").status_code == 404
+    assert client.get(f"{PLUGIN_PREFIX}/docs/assets/redoc.standalone.js").status_code == 404
+    assert f"'{PLUGIN_PREFIX}/openapi.json'" in page.text
+    assert client.get(f"{PLUGIN_PREFIX}/openapi.json").json()["info"]["title"] == "Contact imports"
+
+
+def test_without_an_assets_package_the_docs_page_still_answers(client, monkeypatch):
+    monkeypatch.setattr(docs, "assets_folder", lambda: None)
+    assert client.get(f"{PLUGIN_PREFIX}/docs").status_code == 200
+    assert client.get(f"{PLUGIN_PREFIX}/docs/assets/swagger-ui.css").status_code == 404
+
+
+def test_an_installed_fastapi_offline_provides_swagger_ui_5():
+    pytest.importorskip(docs.PACKAGE)
+    docs.assets_folder.cache_clear()
+    folder = docs.assets_folder()
+    assert folder is not None and (folder / docs.JS).stat().st_size > 100_000
+    assert re.search(r'"5\.\d+\.\d+"', (folder / docs.JS).read_text(errors="replace"))  # renders OpenAPI 3.1
+
+
+def test_the_page_is_served_with_the_library_s_names(client):
+    page = client.get(PLUGIN_PREFIX + PAGE_PATH)
+    assert page.status_code == 200 and "Contact imports" in page.text and "聯絡人匯入" in page.text
+    assert "__" not in page.text.replace("__NAME__", "")
+    assert f'const API = "{API_URL_PREFIX}";' in page.text and 'const DAG_ID = "contact_import";' in page.text
+    assert 'const FINISHED = ["completed", "validation_failed", "cancelled", "failed"];' in page.text
+    assert '<option value="whatsapp">whatsapp</option>' in page.text
+    assert '<option value="overwrite">overwrite</option>' in page.text
+
+
+def test_every_api_call_needs_a_caller(client):
+    assert client.get(f"{API_URL_PREFIX}/imports").status_code == 401
+    assert client.post(f"{API_URL_PREFIX}/imports/00000000-0000-0000-0000-000000000000/cancel").status_code == 401
+    assert client.get(f"{API_URL_PREFIX}/templates/line.csv",
+                      headers={"Authorization": "Bearer "}).status_code == 401
+
+
+def test_no_cdp_connection_answers_503_with_one_line(client, monkeypatch):
+    message = context.no_database_message()
+
+    def no_connection():
+        raise context.NoDatabase(message)
+
+    monkeypatch.setattr(cdp, "_build", no_connection)
+    cdp.forget()
+    app.dependency_overrides[auth.reader] = lambda: auth.Caller(user=None, token="t")
+    answer = client.get(f"{API_URL_PREFIX}/imports")
+    assert answer.status_code == 503 and answer.json() == {"detail": message}
+    assert "\n" not in message and "cdp_default" in message
+    cdp.forget()
+
+
+def test_the_context_is_built_once_per_process(monkeypatch):
+    built = []
+    monkeypatch.setattr(cdp, "_build", lambda: built.append(1) or "the context")
+    cdp.forget()
+    assert cdp.load() == cdp.load() == "the context" and built == [1]
+    cdp.forget()
