@@ -1,11 +1,11 @@
-"""`make airflow`: Airflow on this machine with this checkout's DAGs and plugin (SPEC section 7).
+"""`make airflow`: Airflow on this machine with this checkout's DAGs and plugin (docs/operations.md).
 
 Runs `airflow standalone` (API server and UI, scheduler with LocalExecutor, dag-processor,
 triggerer; SQLite metadata) in the foreground, after making sure the CDP database is
 migrated and the demo workspace applied. Ctrl-C (or SIGTERM) stops every Airflow process.
 
 With AIRFLOW_LOCAL_EXECUTOR=celery (`make airflow-celery`) it runs the distributed set-up
-of SPEC section 9 on this one machine instead: CeleryExecutor, Redis as broker, PostgreSQL
+of docs/operations.md on this one machine instead: CeleryExecutor, Redis as broker, PostgreSQL
 as Airflow's metadata database. `airflow standalone` cannot do that (it forces
 LocalExecutor and starts no Celery worker), so the script runs `airflow db migrate`, then
 each component as its own process: api-server, scheduler, dag-processor, triggerer, and

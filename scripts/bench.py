@@ -1,4 +1,4 @@
-"""`make bench` (SPEC section 8): rows/s per stage, peak memory, and the PostgreSQL floor.
+"""`make bench` (docs/benchmark.md): rows/s per stage, peak memory, and the PostgreSQL floor.
 
 Generates a LINE file of BENCH_ROWS rows (default 1,000,000; 5% of emails and phones
 repeat, tags, 30% bound rows, three custom attributes), imports it into a fresh database
@@ -131,7 +131,7 @@ def floor(url: str, path: Path) -> tuple[float, float]:
 
 
 def schema_floor(url: str, path: Path) -> float:
-    """The same file written straight from SQL into the CDP's own tables (SPEC section 2):
+    """The same file written straight from SQL into the CDP's own tables (docs/design.md#data-model):
     customers, contacts and contact_tags with their keys, indexes and foreign keys, in a
     workspace of its own. No validation, matching or Python: what any import of these
     rows must at least spend writing them on this server."""

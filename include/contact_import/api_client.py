@@ -1,4 +1,4 @@
-"""The CLI's way through the upload API when AIRFLOW_API_URL is set (SPEC section 6).
+"""The CLI's way through the upload API when AIRFLOW_API_URL is set (README.md).
 
 Credentials: AIRFLOW_API_TOKEN (a JWT from /auth/token), or AIRFLOW_USERNAME and
 AIRFLOW_PASSWORD to get one (user `admin` with AIRFLOW_ADMIN_PASSWORD by default).

@@ -12,7 +12,7 @@ BINDABLE_ROLES = ("sales_rep", "sales_manager")
 
 
 def check(conn, ws: Workspace, channel: Channel, normalised: pd.DataFrame, headers: dict[str, str]) -> list[Issue]:
-    """Binding rules that need the workspace (SPEC section 4, OMO binding)."""
+    """Binding rules that need the workspace (docs/design.md#omo-bindings)."""
     teammate = normalised["binding_teammate"]
     store = normalised["store_code"]
     rows = normalised[teammate.notna() & store.notna() & (teammate != UNASSIGNED)]

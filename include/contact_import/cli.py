@@ -1,4 +1,4 @@
-"""The `contact-import` command (SPEC section 6)."""
+"""The `contact-import` command (README.md, "Command line")."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +16,8 @@ from .errors import WARNING, normalise_lang
 from .reports import count_by_code, write_report
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_CANCELLED, EXIT_FAILED = 0, 1, 2, 3, 4
-IMPORT_EXIT = {statuses.COMPLETED: EXIT_OK, statuses.VALIDATION_FAILED: EXIT_INVALID, statuses.CANCELLED: EXIT_CANCELLED}
+IMPORT_EXIT = {statuses.COMPLETED: EXIT_OK, statuses.VALIDATION_FAILED: EXIT_INVALID,
+               statuses.CANCELLED: EXIT_CANCELLED}
 
 
 class UsageError(Exception):

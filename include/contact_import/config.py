@@ -1,4 +1,4 @@
-"""Settings read from the environment (SPEC section 7), in one place."""
+"""Settings read from the environment (docs/operations.md), in one place."""
 from __future__ import annotations
 
 import os
@@ -23,7 +23,7 @@ def storage_base() -> str:
 
 
 def feeds_file() -> Path:
-    """The partner feeds (SPEC section 6)."""
+    """The partner feeds (README.md)."""
     return Path(os.environ.get("CONTACT_IMPORT_FEEDS") or project_root() / "include" / "feeds.yaml")
 
 

@@ -1,4 +1,4 @@
-"""detect_encoding (SPEC section 5, stage 1): any common CSV -> a UTF-8 CSV copy.
+"""detect_encoding (docs/design.md): any common CSV -> a UTF-8 CSV copy.
 
 `to_utf8` streams the upload once to detect its encoding and delimiter from a leading
 sample, then once more to write `dest`: UTF-8, delimiter ",", "\\n" line ends, first

@@ -1,4 +1,4 @@
-"""The error-code table (SPEC section 5): every code, its severity and its messages.
+"""The error-code table (docs/design.md#error-codes): every code, its severity and its messages.
 
 Codes are stable names that reports, the API and tests rely on. Messages are
 templates filled from an Issue's `params`, in English and Traditional Chinese.

@@ -1,4 +1,4 @@
-"""Partner feeds (SPEC section 6): files dropped into an inbox become imports, each once.
+"""Partner feeds (README.md): files dropped into an inbox become imports, each once.
 
 A feed (include/feeds.yaml, or the file CONTACT_IMPORT_FEEDS names) has an inbox URI
 with a file pattern (`file:///data/inbox/acme/*.csv`, `s3://bucket/acme/*.csv`). One scan

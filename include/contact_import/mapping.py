@@ -1,4 +1,4 @@
-"""map_columns: which file column feeds which field or custom attribute (SPEC section 4)."""
+"""map_columns: which file column feeds which field or custom attribute (docs/design.md#the-import-file)."""
 from __future__ import annotations
 
 import difflib

@@ -1,4 +1,4 @@
-"""Cell normalisers for the import file (SPEC section 4).
+"""Cell normalisers for the import file (docs/design.md#the-import-file).
 
 Each normaliser takes one non-empty, already stripped cell and returns a Result:
 the value to store, or an error code from errors.CODES with its message params.

@@ -1,4 +1,4 @@
-"""Rows of one file that share a profile (SPEC section 2), found across the whole file.
+"""Rows of one file that share a profile (docs/design.md#data-model), found across the whole file.
 
 Rows sharing an email or a phone (directly or through another row) share one customer
 and overwrite its fields in file order; the last non-empty value of each field, and of

@@ -29,21 +29,24 @@ TABLE = "file_rows"  # the file with what the pass found out about each row
 
 
 @dataclass
-class Settled:
+class WholeFilePass:
+    """What the whole-file pass found: the rows it settled (counts, new rows per chunk) and the
+    rows it leaves to the Python planner."""
+
     related: set[int] = field(default_factory=set)  # file lines whose outcome depends on other rows
     to_plan: set[int] = field(default_factory=set)  # file lines the Python planner takes (related ones too)
     counts: dict[int, dict[str, int]] = field(default_factory=dict)  # chunk number -> counts of settled rows
     new: dict[int, int] = field(default_factory=dict)  # chunk number -> new rows insert_new writes
 
 
-def prepare(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_rows: int) -> Settled:
+def prepare(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_rows: int) -> WholeFilePass:
     with conn.cursor() as cur:
         normalised.stage(cur, path, STAGE)
         params = {"ws": ws.id, "ch": channel.name, "append": tag_mode != "overwrite", "chunk": chunk_rows}
         cur.execute("SET LOCAL work_mem = '256MB'")  # the grouping sorts on disk otherwise
         cur.execute(_SETTLE, params)
         cur.execute(f"DROP TABLE {STAGE}; CREATE INDEX ON {TABLE} (pos); ANALYZE {TABLE}")
-        settled = Settled()
+        settled = WholeFilePass()
         cur.execute(f"SELECT row, related FROM {TABLE} WHERE kind IS NULL")
         for row, related in cur.fetchall():
             settled.to_plan.add(row)

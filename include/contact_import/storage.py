@@ -1,4 +1,4 @@
-"""Where imports keep their files (SPEC section 9): CONTACT_IMPORT_STORAGE, a folder or a
+"""Where imports keep their files (docs/operations.md): CONTACT_IMPORT_STORAGE, a folder or a
 URI (`file://`, `s3://`, any fsspec protocol).
 
 Paths are universal-pathlib paths. A `Storage` is built by each entry point: inside

@@ -3,7 +3,7 @@
 A whole-file pass in SQL (set_based.py) settles the rows no other row of the file
 touches when they are new contacts of new customers or unchanged. The rest (rows
 sharing a customer or values with other rows, identity matches and conflicts,
-changes) go through one pass in Python per chunk that applies SPEC section 2's
+changes) go through one pass in Python per chunk that applies the
 matching rules row by row in file order, after three bulk reads (the rows' existing
 contacts with their tags; the customers they or their emails/phones point at).
 Writes are COPY into temporary tables and a handful of set-based statements. The
@@ -64,7 +64,7 @@ class ChunkPlan:
 
 class Upserter:
     def __init__(self, conn, ws: Workspace, channel: Channel, tag_mode: str,
-                 settled: set_based.Settled | None = None, chunk_rows: int = 0, dry_run: bool = False):
+                 settled: set_based.WholeFilePass | None = None, chunk_rows: int = 0, dry_run: bool = False):
         """settled: the whole-file pass's outcome for the file about to be planned in chunks
         of chunk_rows; None plans every row in Python and counts every row as related.
         dry_run: plan without writing (the preview); the customers related rows touch are

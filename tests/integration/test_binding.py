@@ -1,4 +1,4 @@
-"""OMO binding (SPEC section 4): bind, rebind, UNASSIGNED, empty cells, managers at two stores.
+"""OMO binding (docs/design.md#the-import-file): bind, rebind, UNASSIGNED, empty cells, managers at two stores.
 
 The per-rule error codes are in test_error_codes.py; here is what an accepted file does.
 """

@@ -1,4 +1,4 @@
-"""Every row-level error code of SPEC section 5: one small file each, asserting code, row and column.
+"""Every row-level error code of docs/design.md#error-codes: one small file each, asserting code, row and column.
 
 (File-level codes — encodings, not_a_table, malformed_csv, columns — are in test_corpus.py.)
 """

@@ -1,4 +1,4 @@
-"""Partner feeds through the library (SPEC section 6): each new inbox file becomes one
+"""Partner feeds through the library (README.md): each new inbox file becomes one
 import, a half-written file waits, a file's content is imported once, and files move to
 done/ or failed/ when their imports end. The DAG around it: tests/dags/test_partner_feeds_dag.py."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Files in object storage (SPEC section 9): with CONTACT_IMPORT_STORAGE and a feed's inbox
+"""Files in object storage (docs/operations.md): with CONTACT_IMPORT_STORAGE and a feed's inbox
 on S3 (moto's S3 server on localhost), a feed takes its files, every stage fetches what it
 needs into a local folder and puts back what it writes (so tasks may run on different
 workers), reports are read from S3, and processed files move to done/ / failed/ in the bucket."""

@@ -2,7 +2,7 @@ from pathlib import Path
 """The preview plans the import without writing; its counts and warnings must be the import's.
 
 Random files over small pools of User IDs, emails and phones make rows collide in every
-way SPEC section 2 allows (shared profiles across chunks, a customer's email moving to
+way the data model allows (shared profiles across chunks, a customer's email moving to
 another row's value, identity conflicts, several stored customers holding one email),
 and tiny chunks put each collision across a chunk boundary.
 """

@@ -1,5 +1,5 @@
 """`make airflow` for real: scripts/airflow_local.py starts `airflow standalone`, and an import
-triggered through Airflow's REST API runs the DAG `contact_import` to success (SPEC sections 6, 7).
+triggered through Airflow's REST API runs the DAG `contact_import` to success (README.md).
 
 Slow (about a minute): four Airflow components start, and every task is a fresh process.
 """

@@ -1,5 +1,5 @@
 """`make airflow-celery` for real: the same DAG on CeleryExecutor (Redis broker, PostgreSQL
-metadata, SPEC section 9). scripts/airflow_local.py with AIRFLOW_LOCAL_EXECUTOR=celery starts
+metadata, docs/operations.md). scripts/airflow_local.py with AIRFLOW_LOCAL_EXECUTOR=celery starts
 api-server, scheduler, dag-processor, triggerer and a Celery worker; an import triggered through
 Airflow's REST API completes, and every task of the run was a Celery task the worker executed;
 then a partner feed's two files become two imports, and each file moves to done/ as its run ends.

@@ -48,7 +48,7 @@ WITH_HEALTHCHECK = ["redis", "postgres", "cdp-db", "minio", "airflow-apiserver",
 RUNTIME_FOLDERS = {"logs", "config", "inbox"}
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 
-# The settings this project reads (SPEC sections 7 and 9, include/contact_import/config.py),
+# The settings this project reads (docs/operations.md, include/contact_import/config.py),
 # and the Airflow connections its code uses. More are found by scanning the code below.
 PROJECT_ENV = {
     "CDP_DATABASE_URL", "CONTACT_IMPORT_STORAGE", "CONTACT_IMPORT_FEEDS", "CONTACT_IMPORT_MAX_UPLOAD_MB",

@@ -1,4 +1,4 @@
-"""The cdp schema of SPEC section 2.
+"""The cdp schema of docs/design.md#data-model.
 
 Revision ID: 0001
 """
