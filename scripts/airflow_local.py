@@ -51,15 +51,14 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from airflow_local_celery import ConfigError, celery_defaults, celery_settings, redact
+from airflow_local_processes import Component, Stop, run_celery, say, stop_components, stop_group
 from contact_import import config, context, db, feeds, local_airflow, migrate, storage, workspaces
 
 ROOT = config.project_root()
@@ -67,21 +66,10 @@ DEMO_WORKSPACE = ROOT / "examples" / "demo-workspace.yaml"
 SAMPLE_FILE = ROOT / "examples" / "line-contacts.csv"
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 ADMIN = "admin"
-STOP_GRACE_SECONDS = 30  # Airflow's own shutdown after SIGINT, before SIGTERM/SIGKILL of the rest
 
 STANDALONE, CELERY = "standalone", "celery"
 MODES = {"": STANDALONE, "standalone": STANDALONE, "local": STANDALONE, "localexecutor": STANDALONE,
          "celery": CELERY, "celeryexecutor": CELERY}
-DEFAULT_METADATA_URL = "postgresql+psycopg2://postgres@localhost:5432/airflow_celery"
-DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
-# Celery mode stops in two batches (the API server last: finishing tasks still report to it). The
-# sum of the worst cases (20 + 2x5, then 10 + 2x5) stays under the live tests' 60 s before SIGKILL.
-COMPONENT_STOP_GRACE_SECONDS = 20
-API_STOP_GRACE_SECONDS = 10
-
-
-def say(message: str = "") -> None:
-    print(f"airflow_local | {message}", flush=True)
 
 
 def fail(message: str) -> int:
@@ -165,114 +153,6 @@ def local_address(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-class ConfigError(Exception):
-    pass
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and the banner."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)
-        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc[-1]}"))
-    except ValueError:
-        return "<unparsable URL>"
-
-
-@contextmanager
-def pg_connection(url):
-    """One autocommit connection from a SQLAlchemy URL (either psycopg driver), no pool kept."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
-    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT",
-                           connect_args={"connect_timeout": 5})
-    try:
-        with engine.connect() as conn:
-            yield conn
-    finally:
-        engine.dispose()
-
-
-def ensure_metadata_database(url: str) -> None:
-    """Airflow's metadata database must be PostgreSQL and reachable; created when the server lacks it."""
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, DBAPIError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError(f"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN is not a database URL: {redact(url)}") from None
-    if parsed.get_backend_name() != "postgresql":
-        raise ConfigError("CeleryExecutor needs Airflow's metadata in PostgreSQL, which every component and worker"
-                          " shares (Airflow refuses SQLite with it): set AIRFLOW__DATABASE__SQL_ALCHEMY_CONN to e.g."
-                          f" {DEFAULT_METADATA_URL}, not {redact(url)}")
-    name = parsed.database or ""
-    try:
-        with pg_connection(parsed):
-            return
-    except DBAPIError as exc:
-        if f'database "{name}" does not exist' not in str(exc) or not name or '"' in name:
-            raise ConfigError(f"cannot connect to Airflow's metadata database {redact(url)}:"
-                              f" {str(exc.orig).strip().splitlines()[0]}; start PostgreSQL or set"
-                              " AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") from None
-    try:
-        with pg_connection(parsed.set(database="postgres")) as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except DBAPIError as exc:
-        raise ConfigError(f"cannot create Airflow's metadata database {name!r} on {redact(url)}:"
-                          f" {str(exc.orig).strip().splitlines()[0]}") from None
-    say(f"created Airflow's metadata database {name!r}")
-
-
-def check_broker(url: str) -> None:
-    """A Redis broker must answer PING now: otherwise every component would retry it for ever."""
-    if urlsplit(url).scheme not in ("redis", "rediss"):
-        say(f"broker {redact(url)} is not Redis; not checked")
-        return
-    import redis
-
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except (redis.RedisError, OSError, ValueError) as exc:
-        raise ConfigError(f"the Celery broker {redact(url)} does not answer ({exc}); start Redis or set"
-                          " AIRFLOW__CELERY__BROKER_URL") from None
-
-
-def celery_settings() -> dict[str, str]:
-    """The metadata database, broker and result backend of celery mode, checked (ConfigError if not usable)."""
-    broker = os.environ.get("AIRFLOW__CELERY__BROKER_URL") or DEFAULT_BROKER_URL
-    check_broker(broker)  # first: no database is created for a set-up that cannot start
-    metadata = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or DEFAULT_METADATA_URL
-    ensure_metadata_database(metadata)
-    backend = (os.environ.get("AIRFLOW__CELERY__RESULT_BACKEND")
-               or "db+" + metadata.replace("postgresql://", "postgresql+psycopg2://", 1))
-    return {
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
-        "AIRFLOW__CELERY__BROKER_URL": broker,
-        "AIRFLOW__CELERY__RESULT_BACKEND": backend,
-    }
-
-
-def celery_defaults(env: dict[str, str]) -> None:
-    """Defaults of celery mode that any value you set wins over."""
-    defaults = {
-        "AIRFLOW__CELERY__WORKER_CONCURRENCY": env.get("AIRFLOW__CORE__PARALLELISM") or "4",
-        # Said explicitly (Airflow's default), else every component warns about it at start.
-        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
-    }
-    for key, value in defaults.items():
-        env[key] = os.environ.get(key) or value
-
-
 def build_env(url: str, port: int) -> dict[str, str]:
     env = local_airflow.environment(url)  # AIRFLOW_HOME, dags/plugins folders, no examples, cdp_default
     home = Path(env["AIRFLOW_HOME"])
@@ -349,127 +229,6 @@ def announce_when_up(port: int, show, stopped: threading.Event) -> None:
         stopped.wait(2)
 
 
-class Stop(Exception):
-    pass
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    """SIGINT to standalone (it stops its components), then SIGTERM and SIGKILL to whatever is left."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            pass
-    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        if not group_alive(proc.pid):  # standalone leads its own process group
-            break
-        say(f"sending {sig.name} to the remaining Airflow processes")
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + grace
-        while group_alive(proc.pid) and time.monotonic() < deadline:
-            proc.poll()  # reap the leader if it has exited
-            time.sleep(0.2)
-    proc.poll()
-
-
-OUTPUT_LOCK = threading.Lock()
-
-
-class Component:
-    """One Airflow command as its own process group; its output goes to stdout prefixed with its name.
-
-    It adds itself to `started` at once, so a stop signal right after the start still finds it.
-    """
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], started: list[Component]):
-        self.name = name
-        self.proc = subprocess.Popen(args, env=env, cwd=str(ROOT), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        started.append(self)
-        threading.Thread(target=self._pump, name=f"output of {name}", daemon=True).start()
-
-    def _pump(self) -> None:
-        for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip()
-            with OUTPUT_LOCK:
-                sys.stdout.write(f"{self.name:<13} | {line}\n")
-                sys.stdout.flush()
-
-
-def stop_batch(components: list[Component], grace: float) -> None:
-    """SIGTERM to each leader (its own shutdown), then SIGTERM and SIGKILL to what is left of each group."""
-    live = [c for c in components if group_alive(c.proc.pid)]
-    for c in live:
-        if c.proc.poll() is None:
-            c.proc.send_signal(signal.SIGTERM)
-    for sig, wait in ((None, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        if sig is not None:
-            left = [c for c in live if group_alive(c.proc.pid)]
-            if not left:
-                break
-            say(f"sending {sig.name} to what is left of {', '.join(c.name for c in left)}")
-            for c in left:
-                try:
-                    os.killpg(c.proc.pid, sig)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            for c in live:
-                c.proc.poll()  # reap the leaders that have exited
-            if not any(group_alive(c.proc.pid) for c in live):
-                break
-            time.sleep(0.2)
-    for c in live:
-        c.proc.poll()
-
-
-def stop_components(components: list[Component]) -> None:
-    """Everything but the API server first (the worker's finishing tasks still report to it), then it."""
-    stop_batch([c for c in components if c.name != "api-server"], COMPONENT_STOP_GRACE_SECONDS)
-    stop_batch([c for c in components if c.name == "api-server"], API_STOP_GRACE_SECONDS)
-
-
-def run_celery(env: dict[str, str], port: int, show, started: list[Component]) -> int:
-    """db migrate, then the components; the worker once the API server answers. Returns when one exits."""
-    airflow = str(Path(sys.executable).parent / "airflow")
-    migrate_db = Component("db-migrate", [airflow, "db", "migrate"], env, started)
-    code = migrate_db.proc.wait()
-    if code != 0:
-        say(f"airflow db migrate exited with {code}")
-        return 1
-    for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
-        Component(name, [airflow, name], env, started)
-    worker = None
-    while True:
-        for c in started:
-            if c is not migrate_db and c.proc.poll() is not None:
-                say(f"{c.name} exited with {c.proc.returncode}; stopping the other components")
-                return 1
-        if worker is None and api_answers(port):
-            say("the API server is up; starting the Celery worker")
-            # No mingle/gossip: one worker here needs no sync with others, and it stays quiet towards
-            # other workers on the same Redis.
-            worker = Component("celery-worker", [airflow, "celery", "worker", "--without-mingle",
-                                                 "--without-gossip"], env, started)
-            show()
-        time.sleep(1)
-
-
 def main() -> int:
     for name in ("CONTACT_IMPORT_DATA_DIR", "AIRFLOW_HOME"):  # every process must see the same folders
         if os.environ.get(name):
@@ -529,7 +288,7 @@ def main() -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, on_signal)
         if mode == CELERY:
-            code = run_celery(env, port, show, components)
+            code = run_celery(env, lambda: api_answers(port), show, components)
             raise Stop(None)
         # Its own process group: a terminal's Ctrl-C reaches only this script, which then stops
         # Airflow in order and sweeps the whole group, so no component is left behind.

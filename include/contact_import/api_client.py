@@ -10,8 +10,6 @@ import os
 import time
 from pathlib import Path
 
-import httpx
-
 from .endpoints import API_URL_PREFIX
 from .statuses import FINISHED
 
@@ -26,7 +24,9 @@ def configured() -> bool:
     return bool(os.environ.get("AIRFLOW_API_URL"))
 
 
-def _client() -> httpx.Client:
+def _client():
+    import httpx  # only the commands that call the API pay for importing it
+
     base = os.environ["AIRFLOW_API_URL"].rstrip("/")
     token = os.environ.get("AIRFLOW_API_TOKEN")
     if not token:
@@ -41,7 +41,7 @@ def _client() -> httpx.Client:
     return httpx.Client(base_url=base + API_URL_PREFIX, headers={"Authorization": f"Bearer {token}"}, timeout=120)
 
 
-def _checked(response: httpx.Response) -> dict:
+def _checked(response) -> dict:
     if response.status_code >= 400:
         try:
             detail = response.json().get("detail", response.text)

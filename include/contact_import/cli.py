@@ -9,8 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import (api_client, config, context, db, export, import_folder, imports, intake, local_airflow, migrate,
-               sample_file, statuses, workspaces)
+from . import (api_client, config, context, db, export, import_folder, imports, intake, local_airflow, sample_file,
+               statuses, workspaces)
 from .channels import CHANNELS, TAG_MODES
 from .errors import WARNING, normalise_lang
 from .reports import count_by_code, write_report
@@ -123,6 +123,8 @@ def _mapping(args) -> dict | None:
 
 
 def cmd_db(args) -> int:
+    from . import migrate  # Alembic and SQLAlchemy: a second of imports no other command needs
+
     revision = migrate.upgrade(_context(args).cdp_url)
     _emit(args, {"revision": revision}, f"cdp schema at revision {revision}")
     return EXIT_OK

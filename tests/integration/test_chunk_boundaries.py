@@ -51,7 +51,6 @@ def test_duplicate_user_ids_across_chunks_name_the_first_row_of_the_file(capsys,
 @pytest.mark.parametrize("tag_mode", ["append", "overwrite"])
 def test_a_file_validated_and_imported_in_small_chunks_ends_like_one_chunk(monkeypatch, cdp_url, second_cdp_url,
                                                                           tmp_path, tag_mode):
-    from contact_import import db, workspaces
     from tests.helpers import EXAMPLES
 
     for url in (cdp_url, second_cdp_url):
