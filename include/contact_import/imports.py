@@ -91,6 +91,14 @@ def list_imports(conn, workspace_id: int | None = None, status: str | None = Non
         return [dict(r) for r in cur.fetchall()]
 
 
+def unfinished_runs(conn, finished: tuple[str, ...]) -> dict[str, str]:
+    """dag_run_id -> import id of the imports not in a `finished` status that have a DAG run."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT dag_run_id, id::text FROM cdp.imports WHERE dag_run_id IS NOT NULL"
+                    " AND NOT status = ANY(%s)", (list(finished),))
+        return dict(cur.fetchall())
+
+
 def update(conn, import_id: str, **fields: Any) -> None:
     """Set columns of one import; dicts and lists are stored as JSON. Not its status."""
     if "status" in fields:

@@ -132,6 +132,31 @@ def test_a_refused_upload_keeps_nothing(api, airflow, cdp_url, monkeypatch):
     assert stored_folders(cdp_url) == before and airflow.triggered == []
 
 
+def multipart_stream(file_blocks, boundary=b"xYzBoundary", **fields):
+    """A multipart body sent in blocks without a Content-Length (chunked)."""
+    yield from (b"--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n"
+                % (boundary, name.encode(), value.encode()) for name, value in fields.items())
+    yield (b"--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.csv\"\r\n"
+           b"Content-Type: text/csv\r\n\r\n" % boundary)
+    yield from file_blocks
+    yield b"\r\n--%s--\r\n" % boundary
+
+
+def test_the_size_limit_holds_while_the_file_streams_in(api, airflow, cdp_url, monkeypatch):
+    monkeypatch.setenv("CONTACT_IMPORT_MAX_UPLOAD_MB", "1")
+    before = stored_folders(cdp_url)
+    headers = {"Content-Type": "multipart/form-data; boundary=xYzBoundary"}  # no Content-Length: chunked
+    refused = api.post(f"{API}/imports", headers=headers,
+                       content=multipart_stream((b"x" * 65536 for _ in range(40)), workspace="demo",
+                                                channel="line"))
+    assert refused.status_code == 413
+    assert stored_folders(cdp_url) == before and airflow.triggered == []
+    accepted = api.post(f"{API}/imports", headers=headers,
+                        content=multipart_stream([csv_bytes(3)], workspace="demo", channel="line"))
+    assert accepted.status_code == 202, accepted.text
+    assert open(airflow.triggered[0]["file"], "rb").read() == csv_bytes(3)
+
+
 def test_a_trigger_airflow_refuses_ends_the_import_failed(api, airflow):
     airflow.refuse = HTTPException(403, "Airflow answered 403: no")
     refused = upload(api, csv_bytes(1))

@@ -15,6 +15,7 @@ import httpx
 import psycopg2
 import pytest
 
+from contact_import.endpoints import API_URL_PREFIX
 from tests.helpers import EXAMPLES, LINE_HEADER, ROOT, free_port, line_id
 
 SCRIPT = ROOT / "scripts" / "airflow_local.py"
@@ -24,7 +25,7 @@ STARTUP_TIMEOUT = 180  # seconds until /api/v2/version answers
 PARSE_TIMEOUT = 120  # until the dag-processor has listed DAG contact_import
 RUN_TIMEOUT = 300  # until the triggered run has finished
 STOP_TIMEOUT = 60  # after SIGTERM, before SIGKILL
-API = "/contact-imports/api/v1"
+API = API_URL_PREFIX
 VIEWER_PASSWORD = "viewer-password"
 MAX_UPLOAD_MB = 1  # of the shared Airflow (tests/live/conftest.py)
 CHUNK_ROWS = 100

@@ -1,4 +1,4 @@
-"""The Contact imports page (SPEC section 6, Airflow UI) in headless Chromium against the
+"""The Contact imports page (in Airflow's UI) in headless Chromium against the
 shared `airflow standalone`: a data-team user signs in to Airflow, opens the page from
 Airflow's menu, downloads a sample file, uploads a bad file and reads its errors, uploads
 a good one that needs approval, cancels another that waits behind it, approves the first
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from contact_import import db, workspaces
-from contact_import.jobs import FINISHED
+from contact_import.statuses import FINISHED
 from tests.helpers import EXAMPLES, LINE_HEADER, ROOT, line_id
 from tests.live.airflow_server import API, PASSWORD, RUN_TIMEOUT, answer_approval_step, client_for, contacts_in
 

@@ -1,0 +1,66 @@
+"""Calls to Airflow's own REST API (/api/v2) with the caller's token, so Airflow checks
+each one as if the caller made it. Blocking (httpx): the routes call these from FastAPI's
+thread pool, never on the event loop.
+
+Airflow is reached at AIRFLOW_API_URL when set (an API server behind a proxy), else at
+the address the request came to.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from fastapi import HTTPException, Request, status
+
+from contact_import.endpoints import IMPORT_DAG_ID
+
+from .auth import Caller
+
+TIMEOUT = 30  # seconds
+PASSED_ON = (403, 404, 409)  # Airflow's answers the caller gets as they are; other errors are 502
+
+
+def base_url(request: Request) -> str:
+    return (os.environ.get("AIRFLOW_API_URL") or f"{request.url.scheme}://{request.url.netloc}").rstrip("/")
+
+
+def call(base: str, who: Caller, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
+    """One call to /api/v2/dags/<import DAG>/<path>. Reads and the idempotent state change
+    are retried when Airflow answers 5xx (a busy metadata database); a trigger is not,
+    since a retry could start a second run."""
+    attempts = 3 if method in ("GET", "PATCH") else 1
+    with httpx.Client(base_url=base, timeout=TIMEOUT) as client:
+        for attempt in range(attempts):
+            try:
+                response = client.request(method, f"/api/v2/dags/{IMPORT_DAG_ID}/{path}", json=body,
+                                          headers={"Authorization": f"Bearer {who.token}"})
+            except httpx.HTTPError as exc:
+                if attempt == attempts - 1:
+                    raise HTTPException(status.HTTP_502_BAD_GATEWAY,
+                                        f"could not reach Airflow's REST API at {base}: {exc}") from None
+            else:
+                if response.status_code < 500 or attempt == attempts - 1:
+                    break
+            time.sleep(1 + attempt)
+    if response.status_code >= 400:
+        code = response.status_code if response.status_code in PASSED_ON else status.HTTP_502_BAD_GATEWAY
+        raise HTTPException(code, f"Airflow answered {response.status_code}: {response.text[:500]}")
+    return response.json()
+
+
+def trigger(base: str, who: Caller, conf: dict[str, Any]) -> dict[str, Any]:
+    """A new run of the import DAG; returns Airflow's DAG run (its `dag_run_id`)."""
+    return call(base, who, "POST", "dagRuns", {"logical_date": None, "conf": conf})
+
+
+def fail_run(base: str, who: Caller, dag_run_id: str) -> None:
+    """Mark a run failed: a queued run never starts; a running task is stopped by Airflow.
+    A run Airflow no longer has is no error."""
+    try:
+        call(base, who, "PATCH", f"dagRuns/{quote(dag_run_id, safe='')}", {"state": "failed"})
+    except HTTPException as exc:
+        if exc.status_code != status.HTTP_404_NOT_FOUND:
+            raise

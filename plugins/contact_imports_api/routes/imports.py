@@ -1,0 +1,203 @@
+"""The imports: upload a file (one import, one DAG run), list and read imports, read a
+rejected file's error report, cancel. Database and storage work runs in FastAPI's thread
+pool: plain `def` routes, and run_in_threadpool for the upload, whose body streams in on
+the event loop. Reading never changes an import (sweep.py reconciles with Airflow)."""
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from contact_import import config, db, imports, intake, statuses, storage, workspaces
+from contact_import.channels import CHANNELS, TAG_MODES
+from contact_import.context import Context
+from contact_import.errors import normalise_lang
+from contact_import.import_folder import report_path
+
+from .. import airflow_client, uploads
+from ..auth import Caller, Reader, Writer
+from ..cdp import CDP
+from ..schemas import Import, ImportList, errors
+
+router = APIRouter(tags=["imports"])
+
+CANCEL_MESSAGE = "cancelled through the API"
+_OPTIONAL_STATUS = {"anyOf": [{"type": "string", "enum": list(statuses.STATUSES)}, {"type": "null"}]}
+
+UPLOAD_FORM = {  # the multipart body upload() parses itself, for the OpenAPI document (and Swagger's form)
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object",
+        "required": ["file", "workspace", "channel"],
+        "properties": {
+            "file": {"type": "string", "format": "binary",
+                     "description": "The contacts: CSV (any common encoding) or .xlsx, at most"
+                                    " CONTACT_IMPORT_MAX_UPLOAD_MB."},
+            "workspace": {"type": "string", "description": "Slug of the workspace to import into."},
+            "channel": {"type": "string", "enum": list(CHANNELS)},
+            "tag_mode": {"type": "string", "enum": list(TAG_MODES), "default": "append"},
+            "mapping": {"type": "string", "description": 'Optional JSON: {"file header": "field or attribute'
+                                                         ' key" | null}.'},
+            "require_approval": {"type": "boolean", "default": False,
+                                 "description": "Wait in Airflow's approval step with a preview of the changes."},
+        },
+    }}},
+}
+
+
+def read_import(ctx: Context, import_id: str) -> dict[str, Any]:
+    """An import as the API shows it; 404 when there is none."""
+    with db.transaction(ctx.cdp_url) as conn:
+        try:
+            return imports.summary(imports.get(conn, import_id))
+        except imports.ImportNotFound:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no import {import_id}") from None
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _options(form: uploads.Form) -> dict[str, Any]:
+    fields = form.fields
+    if form.stored is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the form has no file")
+    missing = [f for f in ("workspace", "channel") if not fields.get(f)]
+    if missing:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"missing form fields: {', '.join(missing)}")
+    try:
+        mapping = json.loads(fields["mapping"]) if fields.get("mapping") else None
+    except json.JSONDecodeError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"mapping is not JSON: {exc}") from None
+    if mapping is not None and not isinstance(mapping, dict):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "mapping must be a JSON object")
+    return {"workspace": fields["workspace"], "channel": fields["channel"],
+            "tag_mode": fields.get("tag_mode") or "append", "mapping": mapping,
+            "require_approval": _flag(fields.get("require_approval"))}
+
+
+def _record(ctx: Context, import_id: str, form: uploads.Form, options: dict[str, Any]) -> None:
+    try:
+        intake.record_upload(ctx, import_id=import_id, stored=form.stored, sha256=form.sha256,
+                             file_name=form.file_name, source="api", **options)
+    except LookupError as exc:  # no such workspace
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc).strip("'\"")) from None
+    except ValueError as exc:  # no such channel or tag mode
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+
+
+def _discard(ctx: Context, import_id: str) -> None:
+    storage.remove_tree(ctx.storage.import_folder(import_id))
+
+
+def _start_run(ctx: Context, base: str, who: Caller, import_id: str, conf: dict[str, Any]) -> dict[str, Any]:
+    """Trigger the import's DAG run; a trigger Airflow refused ends the import failed."""
+    try:
+        run = airflow_client.trigger(base, who, conf)
+    except HTTPException as exc:
+        with db.transaction(ctx.cdp_url) as conn:
+            statuses.end(conn, import_id, statuses.FAILED, f"could not start the DAG run: {exc.detail}")
+        raise
+    intake.record_run(ctx, import_id, run["dag_run_id"])
+    return read_import(ctx, import_id)
+
+
+@router.post("/imports", status_code=status.HTTP_202_ACCEPTED, response_model=Import,
+             summary="Upload a file: one import, one DAG run", response_description="The new import, waiting.",
+             openapi_extra={"requestBody": UPLOAD_FORM},
+             responses=errors(401, 403, 413, 415, 422, 502, 503))
+async def upload(request: Request, who: Writer, ctx: CDP) -> dict[str, Any]:
+    """multipart/form-data: `file`, `workspace`, `channel`, `tag_mode`, optional `mapping`
+    (JSON) and `require_approval`. The import is `waiting` until its DAG run starts.
+    413 when the file is larger than CONTACT_IMPORT_MAX_UPLOAD_MB; nothing is kept of a
+    refused upload."""
+    import_id = str(uuid.uuid4())
+    limit_mb = config.max_upload_mb()
+    try:
+        try:
+            form = await uploads.receive_form(request, lambda name: intake.upload_path(ctx, import_id, name),
+                                              limit_mb * 2**20)
+        except uploads.UploadTooLarge:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                                f"the file is larger than {limit_mb} MiB") from None
+        options = _options(form)
+        await run_in_threadpool(_record, ctx, import_id, form, options)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(_discard, ctx, import_id)
+        raise
+    conf = {**options, "mapping": options["mapping"] or {}, "file": str(form.stored), "import_id": import_id}
+    return await run_in_threadpool(_start_run, ctx, airflow_client.base_url(request), who, import_id, conf)
+
+
+@router.get("/imports", response_model=ImportList, summary="Imports, newest first",
+            response_description="The imports, newest first.",
+            responses=errors(401, 403, 404, 422, 503))
+def list_imports(who: Reader, ctx: CDP,
+                 workspace: Annotated[str | None, Query(description="Only this workspace's (its slug).")] = None,
+                 status_: Annotated[str | None, Query(alias="status", description="Only imports in this status.",
+                                                      json_schema_extra=_OPTIONAL_STATUS)] = None,
+                 limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100
+                 ) -> dict[str, Any]:
+    if status_ is not None and status_ not in statuses.STATUSES:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"status must be one of {', '.join(statuses.STATUSES)}")
+    with db.transaction(ctx.cdp_url) as conn:
+        workspace_id = None
+        if workspace:
+            try:
+                workspace_id = workspaces.get(conn, workspace).id
+            except LookupError:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no workspace {workspace!r}") from None
+        records = imports.list_imports(conn, workspace_id, status_, limit)
+    return {"imports": [imports.summary(r) for r in records]}
+
+
+@router.get("/imports/{import_id}", response_model=Import,
+            summary="One import: status, progress, counts, warnings", response_description="The import.",
+            responses=errors(401, 403, 404, 503))
+def get_import(import_id: str, who: Reader, ctx: CDP) -> dict[str, Any]:
+    return read_import(ctx, import_id)
+
+
+@router.get("/imports/{import_id}/errors.csv", summary="The error report of a rejected file",
+            response_class=Response, responses={200: {"content": {"text/csv": {}},
+                                                      "description": "row,column,value,code,message"},
+                                                **errors(401, 403, 404, 503)})
+def error_report(import_id: str, request: Request, who: Reader, ctx: CDP) -> Response:
+    """Messages in English or Traditional Chinese, by the request's Accept-Language."""
+    record = read_import(ctx, import_id)
+    if not record.get("error_report"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"import {import_id} has no error report")
+    lang = normalise_lang(request.headers.get("accept-language"))
+    report = report_path(ctx.storage.path(record["error_report"]), lang)
+    if not report.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"import {import_id} has no error report")
+    # at most CONTACT_IMPORT_MAX_ERRORS rows: read whole, from local or object storage
+    return Response(report.read_bytes(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Language": lang,
+                             "Content-Disposition": f'attachment; filename="errors-{import_id}.csv"'})
+
+
+@router.post("/imports/{import_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=Import,
+             summary="Cancel a waiting or running import",
+             response_description="The import, cancelled.", responses=errors(401, 403, 404, 409, 502, 503))
+def cancel(import_id: str, request: Request, who: Writer, ctx: CDP) -> dict[str, Any]:
+    """The import ends `cancelled` and its DAG run is marked failed: a waiting run never
+    starts; a running one is stopped by Airflow and keeps the chunks it committed. 409
+    once the import has ended."""
+    with db.transaction(ctx.cdp_url) as conn:
+        try:
+            statuses.change(conn, import_id, statuses.CANCELLED, message=CANCEL_MESSAGE)
+            dag_run_id = imports.get(conn, import_id)["dag_run_id"]
+        except imports.ImportNotFound:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no import {import_id}") from None
+        except statuses.IllegalTransition as exc:  # AlreadyFinished
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    if dag_run_id:
+        airflow_client.fail_run(airflow_client.base_url(request), who, dag_run_id)
+    return read_import(ctx, import_id)

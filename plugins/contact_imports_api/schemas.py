@@ -1,0 +1,87 @@
+"""The response models: what the OpenAPI document says an import, a list of imports and
+an error are. The routes return `imports.summary()` dicts; these models type and describe
+every key of it (tests/unit/test_plugin_app.py keeps the two in step)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contact_import import statuses
+from contact_import.channels import CHANNELS, TAG_MODES
+from contact_import.context import CONNECTION_ID
+from contact_import.endpoints import IMPORT_DAG_ID
+
+Status = Literal[statuses.STATUSES]  # type: ignore[valid-type]
+TagMode = Literal[TAG_MODES]  # type: ignore[valid-type]
+Counts = dict[str, int]
+
+
+class Import(BaseModel):
+    """One import: one uploaded file, one run of the import DAG."""
+
+    model_config = ConfigDict(title="Import")
+
+    id: str = Field(description="The import's id (a UUID).")
+    import_id: str = Field(description="The same id, under the name the DAG run's conf uses.")
+    workspace: str = Field(description="Slug of the workspace the contacts are imported into.")
+    channel: str = Field(description=f"The channel of the contacts' user ids: one of {', '.join(CHANNELS)}.")
+    tag_mode: TagMode = Field(description="`append` adds the file's tags; `overwrite` makes a contact's tags"
+                                          " exactly the file's.")
+    status: Status = Field(description="waiting (queued in Airflow), validating, awaiting_approval, importing;"
+                                       " finished: completed, validation_failed, cancelled, failed.")
+    source: str = Field(description="Where the import came from: `api` (this API and the page), `cli`, `feed`.")
+    file_name: str | None = Field(description="The uploaded file's original name.")
+    encoding: str | None = Field(description="The file's detected text encoding, once detected.")
+    delimiter: str | None = Field(description="The file's detected CSV delimiter, once detected.")
+    total_rows: int | None = Field(description="Data rows in the file, once read.")
+    rows: int | None = Field(description="The same as total_rows.")
+    processed_rows: int = Field(description="Rows imported so far (committed chunks).")
+    errors: int = Field(description="Rows with errors; more than zero ends the import validation_failed.")
+    warnings: Counts = Field(description="Warnings by code (rows imported anyway), e.g. profile_shared.")
+    preview: Counts | None = Field(description="What importing would change, counted during validation:"
+                                               " created, updated, unchanged, tags_added, ...")
+    result: Counts | None = Field(description="What the import changed: created, updated, unchanged,"
+                                              " customers_created, tags_added, tags_removed, bound, unbound.")
+    error_report: str | None = Field(description="Where the error report of a rejected file is stored;"
+                                                 " read it from `/imports/{id}/errors.csv`.")
+    data_docs: str | None = Field(description="Where the Great Expectations page of a failed validation is"
+                                              " stored.")
+    message: str | None = Field(description="Why the import ended as it did (failed, cancelled, rejected),"
+                                            " or its errors counted by code.")
+    dag_run_id: str | None = Field(description=f"The import's run of DAG `{IMPORT_DAG_ID}` in Airflow.")
+    created_at: datetime | None = Field(description="When the import was recorded.")
+    started_at: datetime | None = Field(description="When its validation started.")
+    finished_at: datetime | None = Field(description="When it ended.")
+
+
+class ImportList(BaseModel):
+    """Imports, newest first."""
+
+    imports: list[Import] = Field(description="Newest first, at most `limit`.")
+
+
+class Error(BaseModel):
+    """An error answer."""
+
+    detail: str | list[dict[str, Any]] = Field(
+        description="What went wrong, in one sentence; FastAPI's list of field errors for a malformed request.")
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of a route answering these error codes."""
+    return {code: {"model": Error, "description": ERROR_CODES[code]} for code in codes}
+
+
+ERROR_CODES = {
+    401: "No valid Airflow token (Authorization: Bearer, or the Airflow UI's session cookie).",
+    403: f"Airflow does not let the caller read (GET) or trigger (POST) runs of DAG {IMPORT_DAG_ID}.",
+    404: "No such import, workspace, channel or error report.",
+    409: "The import already ended.",
+    413: "The file is larger than CONTACT_IMPORT_MAX_UPLOAD_MB.",
+    415: "The body is not multipart/form-data.",
+    422: "A form field or query parameter is not valid.",
+    502: "Airflow's REST API answered with an error.",
+    503: f"No CDP database: the Airflow connection {CONNECTION_ID} is not defined.",
+}

@@ -1,0 +1,118 @@
+"""Statuses follow the DAG runs: an unfinished import whose run was marked failed in
+Airflow (while queued, say, from Airflow's UI or REST API rather than this API's cancel)
+ends `cancelled`. Airflow runs no DAG callback when a run is set failed that way, so the
+API server sweeps: one daemon thread per process, started by the first request that
+reaches the CDP database (a mounted app gets no lifespan events), every INTERVAL seconds
+one query of Airflow's metadata database for the unfinished imports' runs.
+
+Reading an import never changes it: GET routes only read.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterable
+
+from contact_import import db, imports, statuses
+from contact_import.context import Context
+from contact_import.endpoints import IMPORT_DAG_ID
+
+log = logging.getLogger(__name__)
+
+INTERVAL = 10.0  # seconds between sweeps
+# A run the scheduler failed because a task failed ends `failed` through the task's own
+# failure callback, which runs just after the task's state reaches Airflow: a run failed
+# less than GRACE ago is left to it, so a crash is not reported as a cancellation.
+GRACE = timedelta(seconds=15)
+MESSAGE = "its DAG run was marked failed in Airflow"
+
+_lock = threading.Lock()
+_started_in: int | None = None  # the pid whose sweep runs (a forked worker starts its own)
+_thread: threading.Thread | None = None
+_stop = threading.Event()
+
+
+def start(get_context: Callable[[], Context], interval: float = INTERVAL) -> bool:
+    """Start this process's sweep unless it runs already; True when this call started it."""
+    global _started_in, _thread, _stop
+    if _started_in == os.getpid():
+        return False
+    with _lock:
+        if _started_in == os.getpid():
+            return False
+        _stop = threading.Event()
+        _thread = threading.Thread(target=_loop, args=(get_context, interval, _stop),
+                                   name="contact-imports-sweep", daemon=True)
+        _thread.start()
+        _started_in = os.getpid()
+        return True
+
+
+def stop() -> None:
+    """Stop this process's sweep (tests); the next start() starts a new one."""
+    global _started_in
+    with _lock:
+        _stop.set()
+        if _thread is not None and _started_in == os.getpid():
+            _thread.join(timeout=30)
+        _started_in = None
+
+
+def _loop(get_context: Callable[[], Context], interval: float, stopped: threading.Event) -> None:
+    last_error = None
+    while not stopped.is_set():
+        try:
+            ended = sweep(get_context())
+            if ended:
+                log.info("cancelled imports whose DAG run was marked failed in Airflow: %s", ", ".join(ended))
+            last_error = None
+        except Exception as exc:  # the database may be down for a while: say so once, keep sweeping
+            if repr(exc) != last_error:
+                log.warning("the contact imports sweep failed (retrying every %.0fs): %s", interval, exc)
+                last_error = repr(exc)
+        stopped.wait(interval)
+
+
+def sweep(ctx: Context, failed_runs: Callable[[Iterable[str]], set[str]] | None = None) -> list[str]:
+    """Cancel the unfinished imports whose DAG run has failed; returns their ids."""
+    runs = unfinished_runs(ctx)
+    if not runs:
+        return []
+    ended = []
+    for run_id in sorted((failed_runs or failed_in_airflow)(sorted(runs))):
+        import_id = runs[run_id]
+        with db.transaction(ctx.cdp_url) as conn:
+            try:
+                if statuses.end(conn, import_id, statuses.CANCELLED, MESSAGE):
+                    ended.append(import_id)
+            except imports.ImportNotFound:
+                pass
+    return ended
+
+
+def unfinished_runs(ctx: Context) -> dict[str, str]:
+    """dag_run_id -> import id of the unfinished imports that have a DAG run."""
+    with db.transaction(ctx.cdp_url) as conn:
+        return imports.unfinished_runs(conn, statuses.FINISHED)
+
+
+def failed_in_airflow(run_ids: Iterable[str]) -> set[str]:
+    """The runs of the import DAG among `run_ids` that are failed (for GRACE at least):
+    one query of Airflow's metadata database through Airflow's ORM."""
+    from sqlalchemy import or_, select
+
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+
+    run_ids = list(run_ids)
+    if not run_ids:
+        return set()
+    before = datetime.now(timezone.utc) - GRACE
+    with create_session() as session:
+        return set(session.scalars(
+            select(DagRun.run_id).where(DagRun.dag_id == IMPORT_DAG_ID, DagRun.run_id.in_(run_ids),
+                                        DagRun.state == DagRunState.FAILED,
+                                        or_(DagRun.end_date.is_(None), DagRun.end_date <= before))))
