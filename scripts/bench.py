@@ -1,10 +1,14 @@
-"""`make bench` (docs/benchmark.md): rows/s per stage, peak memory, and the PostgreSQL floor.
+"""`make bench` (docs/benchmark.md): rows/s and peak memory per stage, beside the floors.
 
 Generates a LINE file of BENCH_ROWS rows (default 1,000,000; 5% of emails and phones
 repeat, tags, 30% bound rows, three custom attributes), imports it into a fresh database
 stage by stage (each stage is the DAG task's own library call, run in a child process
-so its peak RSS is its own), imports it again (all unchanged), and measures the bare
-floor on the same server: COPY into a staging table plus one INSERT .. ON CONFLICT.
+so its peak RSS is its own), imports it again (all unchanged), then a copy with 5% of
+the rows changed (names, tags, phones, bindings). Beside them, measured in the same run:
+the bare floor (COPY into a staging table plus one INSERT .. ON CONFLICT), the data
+model's floor (the same rows written straight from SQL into customers, contacts and
+contact_tags), and, unless BENCH_API=0, a 100-row file through the upload API on
+airflow standalone (upload -> completed, median of 5).
 """
 from __future__ import annotations
 
@@ -63,6 +67,26 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
                 str(rng.randint(0, 10_000)),
                 f"20{rng.randint(10, 24)}-{rng.randint(1, 12):02d}-01",
             ])
+
+
+def change_five_percent(source: Path, target: Path, seed: int = 11) -> int:
+    """A copy of `source` in which every 20th row changed its name, tags, phone and binding
+    (what a partner's daily snapshot looks like the next day); returns the rows changed."""
+    rng = random.Random(seed)
+    changed = 0
+    with source.open(encoding="utf-8", newline="") as src, target.open("w", encoding="utf-8", newline="") as out:
+        reader, writer = csv.reader(src), csv.writer(out)
+        writer.writerow(next(reader))
+        for n, row in enumerate(reader):
+            if n % 20 == 7:
+                rep = rng.randrange(40)
+                row[1] = row[1] + "改"
+                row[3] = f"8867{n % 100_000_000:08d}"  # a phone no other row has
+                row[6] = ",".join(rng.sample(TAGS, rng.randint(1, 3)))
+                row[7], row[8] = f"rep{rep}@shop.example", f"S{rep % 20 + 1:03d}"
+                changed += 1
+            writer.writerow(row)
+    return changed
 
 
 def run_stage(stage: str, url: str, import_id: str) -> tuple[float, int]:
@@ -181,16 +205,26 @@ def main() -> None:
     migrate.upgrade(url)
     with db.transaction(url) as conn:
         workspaces.apply(conn, WORKSPACE)
+    changed_path = work / f"line-{rows}-changed.csv"
+    changed_rows = change_five_percent(path, changed_path)
     print(f"rows {rows:,}; chunk rows {config.chunk_rows():,}; cores {os.cpu_count()}")
     first = import_file(url, path, "first import (all new)", rows)
     second = import_file(url, path, "re-import (all unchanged)", rows)
+    third = import_file(url, changed_path, f"re-import with {changed_rows:,} rows changed (5%)", rows)
     insert_floor, update_floor = floor(url, path)
-    print(f"\nfloor: COPY + INSERT .. ON CONFLICT: new rows {insert_floor:.1f}s, all conflicting {update_floor:.1f}s")
-    print(f"ratio to floor: first import {first['seconds'] / insert_floor:.1f}x,"
-          f" re-import {second['seconds'] / update_floor:.1f}x")
     written = schema_floor(url, path)
-    print(f"the same rows written straight into customers, contacts and contact_tags from SQL: {written:.1f}s"
-          f" = {written / insert_floor:.1f}x the floor")
+    print(f"\nfloors: COPY + INSERT .. ON CONFLICT {insert_floor:.1f}s (new rows), {update_floor:.1f}s (all"
+          f" conflicting); the data model's floor (the same rows written straight from SQL into customers,"
+          f" contacts and contact_tags) {written:.1f}s = {written / insert_floor:.1f}x the bare floor")
+    print(f"  {'run':<28}{'seconds':>9}{'x bare floor':>14}{'x model floor':>15}{'peak MiB':>10}")
+    for label, run, bare in (("first import", first, insert_floor), ("re-import, unchanged", second, update_floor),
+                             ("re-import, 5% changed", third, update_floor)):
+        model = f"{run['seconds'] / written:.1f}x" if run is first else ""
+        print(f"  {label:<28}{run['seconds']:>9.1f}{run['seconds'] / bare:>13.1f}x{model:>15}{run['peak_mib']:>10,}")
+    if os.environ.get("BENCH_API", "1") != "0":
+        from bench_api import report
+
+        report(url)
     with admin.cursor() as cur:
         cur.execute("DROP DATABASE IF EXISTS cdp_bench WITH (FORCE)")
     admin.close()

@@ -4,12 +4,16 @@ The status column is statuses.py's alone to change (`statuses.change`).
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import uuid
 from typing import Any
 
 from psycopg2 import sql
 from psycopg2.extras import RealDictCursor
+
+from .errors import Issue
 
 COUNT_KEYS = ("created", "updated", "unchanged", "customers_created", "tags_added", "tags_removed",
               "bound", "unbound")
@@ -124,11 +128,38 @@ def add_timings(conn, import_id: str, timings: dict[str, float]) -> None:
         cur.execute("UPDATE cdp.imports SET timings = timings || %s WHERE id = %s", (json.dumps(timings), import_id))
 
 
-def record_chunk(conn, import_id: str, number: int, rows: int, result: dict[str, int]) -> None:
-    """An upsert chunk's checkpoint, committed with the chunk's writes."""
+def record_chunk(conn, import_id: str, number: int, rows: int, result: dict[str, int],
+                 warnings: dict[str, int], found: list[Issue]) -> None:
+    """An upsert chunk's checkpoint, committed with the chunk's writes: the counts so far,
+    and the chunk's warnings with their rows."""
     with conn.cursor() as cur:
         cur.execute("UPDATE cdp.imports SET last_chunk = %s, processed_rows = processed_rows + %s,"
-                    " result = %s, updated_at = now() WHERE id = %s", (number, rows, json.dumps(result), import_id))
+                    " result = %s, warnings = %s, updated_at = now() WHERE id = %s",
+                    (number, rows, json.dumps(result), json.dumps(warnings), import_id))
+        if found:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            for issue in found:
+                writer.writerow([import_id, "\\N" if issue.row is None else issue.row, issue.column, issue.value,
+                                 issue.code, json.dumps(issue.params, ensure_ascii=False)])
+            buffer.seek(0)
+            cur.copy_expert('COPY cdp.import_warnings (import_id, row, "column", value, code, params)'
+                            " FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
+
+
+def forget_warnings(conn, import_id: str) -> None:
+    """An upsert starting from its first chunk: the warnings are its own from here on."""
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM cdp.import_warnings WHERE import_id = %s", (import_id,))
+        cur.execute("UPDATE cdp.imports SET warnings = '{}' WHERE id = %s", (import_id,))
+
+
+def warning_rows(conn, import_id: str) -> list[Issue]:
+    """The rows behind the import's warnings, as the upsert recorded them."""
+    with conn.cursor() as cur:
+        cur.execute('SELECT code, row, "column", value, params FROM cdp.import_warnings WHERE import_id = %s'
+                    " ORDER BY row, \"column\", code", (import_id,))
+        return [Issue(code, row, column, value, params) for code, row, column, value, params in cur.fetchall()]
 
 
 def summary(record: dict[str, Any]) -> dict[str, Any]:

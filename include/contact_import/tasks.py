@@ -77,6 +77,9 @@ def map_columns(ctx: Context, import_id: str) -> dict[str, Any]:
 
 
 def validate(ctx: Context, import_id: str) -> dict[str, Any]:
+    """Check the rows and write them normalised. The preview (what the import will do,
+    planned without writing) costs about a third of the upsert, so it is made only for an
+    import that waits for someone's approval; the upsert records the warnings itself."""
     from . import stages
 
     with db.transaction(ctx.cdp_url) as conn:
@@ -91,11 +94,13 @@ def validate(ctx: Context, import_id: str) -> dict[str, Any]:
         _record_timings(ctx, import_id, timings)
         if any(i.severity == ERROR for i in issues):
             _reject(ctx, import_id, local, record["work_dir"], issues)
-        with timed(timings, "validate.preview"):
-            counts, warnings = stages.preview(ctx.cdp_url, ws, record["channel"], record["tag_mode"], local)
-        _record_timings(ctx, import_id, timings)
-        if warnings:  # the rows behind the preview's profile_shared / identity_conflict counts
-            write_report(warnings, local / import_folder.WARNINGS)
+        counts, warnings = None, []
+        if record["require_approval"]:
+            with timed(timings, "validate.preview"):
+                counts, warnings = stages.preview(ctx.cdp_url, ws, record["channel"], record["tag_mode"], local)
+            _record_timings(ctx, import_id, timings)
+            if warnings:  # the rows behind the preview's profile_shared / identity_conflict counts
+                write_report(warnings, local / import_folder.WARNINGS)
     with db.transaction(ctx.cdp_url) as conn:
         imports.update(conn, import_id, preview=counts, warnings=count_by_code(warnings, WARNING))
     return {"import_id": import_id, "valid": True, "preview": counts}
@@ -128,13 +133,20 @@ def upsert_contacts(ctx: Context, import_id: str) -> dict[str, Any]:
         record, ws = _load(conn, import_id)
         if record["status"] == statuses.CANCELLED:
             raise StageError(f"import {import_id} was cancelled")
+        fresh = record["last_chunk"] < 0
+        if fresh:  # the warnings are the upsert's own: a preview's are replaced
+            imports.forget_warnings(conn, import_id)
         _change(conn, import_id, statuses.IMPORTING)
         conn.commit()
         done = record["result"] or {}
+        warned = {} if fresh else dict(record["warnings"] or {})
 
         def checkpoint(number, chunk, plan):
             done.update({k: done.get(k, 0) + plan.counts.get(k, 0) for k in upsert.COUNTS})
-            imports.record_chunk(conn, import_id, number, len(chunk), done)
+            for issue in plan.warnings:
+                warned[issue.code] = warned.get(issue.code, 0) + 1
+            imports.record_chunk(conn, import_id, number, len(chunk), done, dict(sorted(warned.items())),
+                                 plan.warnings)
 
         def cancelled() -> bool:
             return imports.get(conn, import_id)["status"] == statuses.CANCELLED
@@ -187,8 +199,15 @@ def bind_teammates(ctx: Context, import_id: str) -> dict[str, Any]:
 
 
 def finalize(ctx: Context, import_id: str) -> dict[str, Any]:
+    """The warnings report from the rows the upsert recorded, and the import completed."""
     with db.transaction(ctx.cdp_url) as conn:
         record = imports.get(conn, import_id)
+        found = imports.warning_rows(conn, import_id)
+        with ctx.storage.local_folder(record["work_dir"], publish=[import_folder.WARNINGS]) as local:
+            if found:
+                write_report(found, local / import_folder.WARNINGS)
+        if not found and (ctx.storage.path(record["work_dir"]) / import_folder.WARNINGS).exists():
+            (ctx.storage.path(record["work_dir"]) / import_folder.WARNINGS).unlink()  # a preview's, not borne out
         result = {key: (record["result"] or {}).get(key, 0) for key in imports.COUNT_KEYS}
         _change(conn, import_id, statuses.COMPLETED, result=result)
     return {"import_id": import_id, "status": statuses.COMPLETED, **result}

@@ -321,6 +321,10 @@ def run(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_rows: 
     upserter = Upserter(conn, ws, channel, tag_mode, settled, chunk_rows, dry_run=dry_run)
     for number, chunk in enumerate(normalised.read(path, chunk_rows)):
         if number <= start_after_chunk:
+            # Committed before a restart: planned again but not written or counted, so that
+            # the chunks after it see which row of the file first reached each customer, as
+            # in a run from the start (their profile_shared warnings name that row).
+            upserter.plan(number, chunk)
             continue
         if should_stop():
             raise Cancelled()

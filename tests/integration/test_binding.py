@@ -18,7 +18,7 @@ def test_bind_rebind_unassign_and_leave_alone(cdp_url, demo_workspace, tmp_path)
         f"{line_id(2)},B,AMY@Shop.Example,S001",  # teammate email matched case-insensitively
         f"{line_id(3)},C,ben@shop.example,S002",
         f"{line_id(4)},D,,",
-    ]))
+    ]), require_approval=True)
     assert first["status"] == statuses.COMPLETED
     assert (first["result"]["bound"], first["result"]["unbound"]) == (3, 0) == (first["preview"]["bound"],
                                                                            first["preview"]["unbound"])
@@ -33,7 +33,7 @@ def test_bind_rebind_unassign_and_leave_alone(cdp_url, demo_workspace, tmp_path)
         f"{line_id(2)},B,UNASSIGNED,",            # unbound
         f"{line_id(3)},C,,",                      # empty cells leave the binding
         f"{line_id(4)},D,UNASSIGNED,",            # nothing to unbind
-    ]))
+    ]), require_approval=True)
     assert second["status"] == statuses.COMPLETED
     assert (second["result"]["bound"], second["result"]["unbound"]) == (1, 1)
     assert second["preview"] == second["result"]

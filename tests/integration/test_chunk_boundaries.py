@@ -60,7 +60,7 @@ def test_a_file_validated_and_imported_in_small_chunks_ends_like_one_chunk(monke
     whole = run_stages(cdp_url, path, tag_mode=tag_mode)
     monkeypatch.setenv("CONTACT_IMPORT_VALIDATE_CHUNK_ROWS", "3")
     monkeypatch.setenv("CONTACT_IMPORT_CHUNK_ROWS", "2")
-    chunked = run_stages(second_cdp_url, path, tag_mode=tag_mode)
+    chunked = run_stages(second_cdp_url, path, tag_mode=tag_mode, require_approval=True)
     assert whole["status"] == chunked["status"] == statuses.COMPLETED
     assert chunked["result"] == whole["result"] == chunked["preview"]
     assert chunked["warnings"] == whole["warnings"] == {"profile_shared": 4}

@@ -6,10 +6,11 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from contact_import import db, imports, intake, statuses, tasks, workspaces
+from contact_import import db, import_folder, imports, intake, statuses, tasks, workspaces
 from tests.helpers import EXAMPLES, LINE_HEADER, ctx, exported, line_id, run_stages, write_csv
 
 
@@ -17,16 +18,23 @@ def big_file(path, rows=3000):
     lines = []
     for n in range(rows):
         k = n - 7 if n % 20 == 19 else n  # every 20th row shares an earlier row's profile
+        if n % 100 == 3 and n > 100:
+            k = n - 50  # and some rows one of the chunk before (100 rows a chunk)
         lines.append(f"{line_id(n)},Person {n},user{k}@example.com,8869{k:08d},,,\"T{n % 5},T{n % 3}\",,,,{n}")
     return write_csv(path, LINE_HEADER, lines)
 
 
-def prepared_import(url, path):
+def prepared_import(url, path, require_approval=False):
     """An import validated and ready for upsert_contacts (what the DAG has done by then)."""
-    import_id = intake.create_import(ctx(url), workspace="demo", channel="line", tag_mode="append", file=str(path))
+    import_id = intake.create_import(ctx(url), workspace="demo", channel="line", tag_mode="append", file=str(path),
+                                     require_approval=require_approval)
     for stage in (tasks.detect_encoding, tasks.map_columns, tasks.validate):
         stage(ctx(url), import_id)
     return import_id
+
+
+def warnings_report(record: dict) -> list[str]:
+    return (Path(record["work_dir"]) / import_folder.WARNINGS).read_text(encoding="utf-8-sig").splitlines()
 
 
 def processed(url, import_id):
@@ -39,7 +47,7 @@ def test_a_killed_upsert_resumes_and_ends_like_one_clean_run(cdp_url, second_cdp
                                                              kill_after_rows, monkeypatch):
     monkeypatch.setenv("CONTACT_IMPORT_CHUNK_ROWS", "100")
     path = big_file(tmp_path / "big.csv")
-    import_id = prepared_import(cdp_url, path)
+    import_id = prepared_import(cdp_url, path, require_approval=True)  # with a preview to compare with
     child = subprocess.Popen([sys.executable, "-c", "import sys; from contact_import import context, tasks;"
                               " tasks.upsert_contacts(context.for_command_line(sys.argv[1]), sys.argv[2])", cdp_url, import_id])
     deadline = time.monotonic() + 120
@@ -65,6 +73,8 @@ def test_a_killed_upsert_resumes_and_ends_like_one_clean_run(cdp_url, second_cdp
         workspaces.apply(conn, workspaces.load_file(EXAMPLES / "demo-workspace.yaml"))
     clean = run_stages(second_cdp_url, path)
     assert clean["result"] == record["result"]
+    assert clean["warnings"] == record["warnings"] and record["warnings"]["profile_shared"] > 0
+    assert warnings_report(clean) == warnings_report(record), "a resumed upsert reports the warnings of a clean run"
     clean_contacts = exported(second_cdp_url)
     assert _without_ids(resumed) == _without_ids(clean_contacts)
     assert _profiles(resumed) == _profiles(clean_contacts)

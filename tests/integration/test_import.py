@@ -13,7 +13,7 @@ def test_line_import_creates_contacts_customers_and_tags(cdp_url, demo_workspace
     assert record["total_rows"] == record["processed_rows"] == 6
     assert record["result"]["created"] == 6 and record["result"]["customers_created"] == 6
     assert record["result"]["bound"] == 3
-    assert {"detect_encoding", "validate.expectations", "validate.normalise", "validate.preview"} <= set(
+    assert {"detect_encoding", "validate.expectations", "validate.normalise", "validate.read"} <= set(
         record["timings"])
     contacts = exported(cdp_url)
     ming = contacts["U4af4980629a2b2c3d4e5f60718293a4b"]
@@ -103,7 +103,7 @@ def test_preview_counts_equal_what_the_import_does(cdp_url, demo_workspace, tmp_
         "U0123456789abcdef0123456789abcdef,Mary Chan,,,,,,,,,",  # unchanged
         f"{line_id(9)},New Person,new@example.com,,,,,amy@shop.example,S001,,",  # created
     ])
-    record = run_stages(cdp_url, f)
+    record = run_stages(cdp_url, f, require_approval=True)
     assert record["status"] == statuses.COMPLETED
     assert record["preview"] == record["result"]
     assert record["result"] == {"created": 1, "updated": 1, "unchanged": 1, "customers_created": 1,
@@ -145,7 +145,7 @@ def test_preview_equals_the_import_for_shared_profiles_and_overwrite_removals(cd
         f"{line_id(8)},New,new8@example.com,,,,,,,,",
         f"{line_id(9)},Shares New,new8@example.com,,,,,,,,",  # shares the new customer
     ])
-    record = run_stages(cdp_url, f, tag_mode="overwrite")
+    record = run_stages(cdp_url, f, tag_mode="overwrite", require_approval=True)
     assert record["status"] == statuses.COMPLETED
     assert record["preview"] == record["result"]
     assert record["result"]["tags_removed"] == 2 and record["result"]["customers_created"] == 1
@@ -166,3 +166,22 @@ def test_a_crash_is_recorded_as_failed_but_never_overrides_a_finished_import(cdp
     with db.transaction(cdp_url) as conn:
         assert imports.get(conn, done["id"])["status"] == statuses.COMPLETED
     tasks.failed(ctx(cdp_url), "00000000-0000-0000-0000-000000000000", "no such import")
+
+
+def test_without_approval_no_preview_is_made_and_the_upsert_reports_the_warnings(cdp_url, demo_workspace,
+                                                                                   tmp_path):
+    """The preview costs a third of the upsert: made only when someone will look at it. The
+    warnings and their report come from the import itself."""
+    f = write_csv(tmp_path / "shared.csv", LINE_HEADER, [
+        f"{line_id(1)},First,same@example.com,,,,,,,,",
+        f"{line_id(2)},Second,same@example.com,,,,,,,,",
+    ])
+    record = run_stages(cdp_url, f)
+    assert record["status"] == statuses.COMPLETED and record["preview"] is None
+    assert "validate.preview" not in record["timings"]
+    assert record["warnings"] == {"profile_shared": 1}
+    report = (Path(record["work_dir"]) / "warnings.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert len(report) == 2 and report[1].startswith("3,email,same@example.com,profile_shared,")
+    with_preview = run_stages(cdp_url, f, require_approval=True)
+    assert with_preview["preview"]["unchanged"] == 2 and with_preview["warnings"] == {"profile_shared": 1}
+    assert with_preview["preview"] == with_preview["result"]

@@ -38,12 +38,13 @@ def test_the_preview_counts_and_warns_exactly_like_the_import(monkeypatch, cdp_u
     with db.transaction(cdp_url) as conn:
         ws = workspaces.apply(conn, workspaces.load_file(EXAMPLES / "demo-workspace.yaml"))
     monkeypatch.setenv("CONTACT_IMPORT_CHUNK_ROWS", str(1 + seed % 3))
-    base = run_stages(cdp_url, random_file(rng, tmp_path / "base.csv", users=10, rows=6))
+    base = run_stages(cdp_url, random_file(rng, tmp_path / "base.csv", users=10, rows=6), require_approval=True)
     assert base["status"] == statuses.COMPLETED, base
     assert base["preview"] == base["result"]
 
     path = random_file(rng, tmp_path / "next.csv", users=14, rows=9)
-    import_id = intake.create_import(ctx(cdp_url), workspace="demo", channel="line", tag_mode=tag_mode, file=str(path))
+    import_id = intake.create_import(ctx(cdp_url), workspace="demo", channel="line", tag_mode=tag_mode,
+                                     file=str(path), require_approval=True)
     for stage in (tasks.detect_encoding, tasks.map_columns, tasks.validate):
         stage(ctx(cdp_url), import_id)
     with db.transaction(cdp_url) as conn:
