@@ -6,6 +6,7 @@ from contact_import import errors
 from contact_import.normalisation import (
     Result,
     _check_phone_digits,
+    _possible_without_parsing,
     normalise_attribute,
     normalise_date,
     normalise_email,
@@ -262,7 +263,7 @@ def test_phone_column_checked_with_helper_processes_gives_the_same_answers(monke
 
     column = ["+886 911-223-344", "0911223344", "8.86911E+11", "12", "886911223344", "85291234567",
               "0911\n223344", "999123456789", "+886 911-223-344"] * 3 + [f"8869{n:08d}" for n in range(40)]
-    expected = [normalisation.normalise_phone(v, "TW") for v in column]
+    expected = [normalise_phone(v, "TW") for v in column]
     monkeypatch.setattr(normalisation, "PARALLEL_PHONES", 5)
     monkeypatch.setattr(normalisation.os, "cpu_count", lambda: 3)
     assert normalisation.normalise_phones(column, "TW") == expected
@@ -282,3 +283,38 @@ def test_email_fast_path_agrees_with_email_validator(address):
     except EmailNotValidError:
         expected = None
     assert normalise_email(address).value == expected
+
+
+def test_the_phone_check_without_parsing_agrees_with_phonenumbers_on_every_country_code():
+    """normalisation's fast path answers like phonenumbers.parse + is_possible_number, or
+    leaves the value to them: random national numbers after every country code, leading
+    digits that look like national prefixes included."""
+    import random
+
+    import phonenumbers
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+
+    def by_phonenumbers(digits: str):
+        try:
+            number = phonenumbers.parse("+" + digits)
+        except phonenumbers.NumberParseException:
+            return None, "invalid_phone"
+        if not phonenumbers.is_possible_number(number):
+            return None, "invalid_phone"
+        return f"{number.country_code}{phonenumbers.national_significant_number(number)}", None
+
+    rng = random.Random(20261202)
+    answered = 0
+    for code in COUNTRY_CODE_TO_REGION_CODE:
+        for _ in range(150):
+            digits = (str(code) + "".join(rng.choice("0123456789") for _ in range(rng.randint(4, 13))))[:15]
+            if len(digits) < 8:
+                continue
+            fast = _possible_without_parsing(digits)
+            if fast is not None:
+                answered += 1
+                assert (fast.value, fast.code) == by_phonenumbers(digits), digits
+    assert answered > 10_000  # most values take the fast path
+    assert normalise_phone("+44 20 7946 0958").value == "442079460958"
+    assert normalise_phone("+44 (0)20 7946 0958").value == "442079460958"  # parse's own way
+    assert normalise_phone("+39 06 6982 1234").value == "390669821234"  # Italy keeps its 0
