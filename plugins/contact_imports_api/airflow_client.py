@@ -28,10 +28,11 @@ def base_url(request: Request) -> str:
 
 
 def call(base: str, who: Caller, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
-    """One call to /api/v2/dags/<import DAG>/<path>. Reads and the idempotent state change
-    are retried when Airflow answers 5xx (a busy metadata database); a trigger is not,
-    since a retry could start a second run."""
-    attempts = 3 if method in ("GET", "PATCH") else 1
+    """One call to /api/v2/dags/<import DAG>/<path>, retried when Airflow answers 5xx (a
+    busy metadata database: SQLite under `airflow standalone` refuses writes while another
+    holds it). Every call made here may be repeated: reads, the state change, and a
+    trigger that names its run (a repeat finds the run, 409)."""
+    attempts = 3
     with httpx.Client(base_url=base, timeout=TIMEOUT) as client:
         for attempt in range(attempts):
             try:
@@ -51,9 +52,20 @@ def call(base: str, who: Caller, method: str, path: str, body: dict | None = Non
     return response.json()
 
 
+def run_id_for(import_id: str) -> str:
+    return f"upload__{import_id}"
+
+
 def trigger(base: str, who: Caller, conf: dict[str, Any]) -> dict[str, Any]:
-    """A new run of the import DAG; returns Airflow's DAG run (its `dag_run_id`)."""
-    return call(base, who, "POST", "dagRuns", {"logical_date": None, "conf": conf})
+    """The import's DAG run, named after the import so that a trigger repeated after an
+    error starts no second run; returns Airflow's DAG run (its `dag_run_id`)."""
+    run_id = run_id_for(conf["import_id"])
+    try:
+        return call(base, who, "POST", "dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+    except HTTPException as exc:
+        if exc.status_code != status.HTTP_409_CONFLICT:
+            raise
+        return call(base, who, "GET", f"dagRuns/{quote(run_id, safe='')}")
 
 
 def fail_run(base: str, who: Caller, dag_run_id: str) -> None:

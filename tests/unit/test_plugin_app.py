@@ -180,3 +180,32 @@ def test_the_context_is_built_once_per_process(monkeypatch):
     cdp.forget()
     assert cdp.load() == cdp.load() == "the context" and built == [1]
     cdp.forget()
+
+
+def test_a_trigger_repeated_after_airflow_failed_starts_one_run_named_after_the_import(monkeypatch):
+    """SQLite under airflow standalone refuses a write now and then (Airflow answers 500): the
+    trigger is repeated with the same run id, and a run that did start is found (409)."""
+    import json
+
+    import httpx
+
+    from contact_imports_api import airflow_client
+
+    seen = []
+
+    def airflow(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, json.loads(request.content) if request.content else None))
+        if request.method == "POST":
+            first = len(seen) == 1
+            return httpx.Response(500 if first else 409, json={"detail": "busy" if first else "exists"})
+        return httpx.Response(200, json={"dag_run_id": "upload__abc", "state": "queued"})
+
+    real = httpx.Client
+    monkeypatch.setattr(airflow_client.httpx, "Client", lambda **kwargs: real(transport=httpx.MockTransport(airflow),
+                                                                              **kwargs))
+    monkeypatch.setattr(airflow_client.time, "sleep", lambda seconds: None)
+    run = airflow_client.trigger("http://airflow", auth.Caller(user=None, token="t"), {"import_id": "abc"})
+    assert run["dag_run_id"] == "upload__abc"
+    posts = [body for method, _, body in seen if method == "POST"]
+    assert len(posts) == 2 and {body["dag_run_id"] for body in posts} == {"upload__abc"}
+    assert seen[-1][:2] == ("GET", "/api/v2/dags/contact_import/dagRuns/upload__abc")
