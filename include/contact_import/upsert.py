@@ -309,6 +309,13 @@ def refresh_statistics(conn) -> None:
         cur.execute("ANALYZE cdp.customers, cdp.contacts, cdp.tags, cdp.contact_tags")
 
 
+def counted_contacts(conn) -> float:
+    """How many contacts the statistics last counted (all workspaces; 0 when never counted)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'cdp.contacts'::regclass")
+        return cur.fetchone()[0]
+
+
 def run(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_rows: int, *,
         start_after_chunk: int = -1, on_chunk: Callable[[int, pd.DataFrame, ChunkPlan], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False, dry_run: bool = False,
@@ -319,6 +326,7 @@ def run(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_rows: 
     totals = dict.fromkeys(COUNTS, 0)
     settled = None if row_by_row else set_based.prepare(conn, ws, channel, tag_mode, path, chunk_rows)
     upserter = Upserter(conn, ws, channel, tag_mode, settled, chunk_rows, dry_run=dry_run)
+    counted = 0.0 if dry_run else counted_contacts(conn)
     for number, chunk in enumerate(normalised.read(path, chunk_rows)):
         if number <= start_after_chunk:
             # Committed before a restart: planned again but not written or counted, so that
@@ -336,7 +344,9 @@ def run(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_rows: 
                 on_chunk(number, chunk, plan)
             continue
         upserter.write(plan)
-        if (number + 1) & number == 0:  # after chunks 0, 1, 3, 7, ...: whenever the tables may have doubled
+        # after chunks 0, 1, 3, 7, ...: whenever the tables may have doubled (not when a small
+        # file joins large tables: analysing them costs a second or two, and changes nothing)
+        if (number + 1) & number == 0 and (number + 1) * chunk_rows >= counted:
             refresh_statistics(conn)
         if on_chunk:
             on_chunk(number, chunk, plan)
