@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 from contact_import import context, db, export, imports, intake, tasks, workspaces
+from contact_import.endpoints import API_URL_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -57,6 +58,19 @@ def run_recorded(url: str, import_id: str) -> dict:
             break
     with db.transaction(url) as conn:
         return imports.get(conn, import_id)
+
+
+def csv_bytes(rows: int, start: int = 0) -> bytes:
+    """A LINE file of `rows` new contacts, as bytes to upload."""
+    lines = [LINE_HEADER] + [f"{line_id(start + n)},Person {n},p{start + n}@example.com,,,,VIP,,,,{n}"
+                             for n in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def upload(client, content: bytes, name="contacts.csv", **form):
+    """POST a file to the upload API (an httpx client or FastAPI's TestClient)."""
+    data = {"workspace": "demo", "channel": "line", "tag_mode": "append", **form}
+    return client.post(f"{API_URL_PREFIX}/imports", data=data, files={"file": (name, io.BytesIO(content), "text/csv")})
 
 
 def exported(url: str, workspace: str = "demo") -> dict[str, dict]:

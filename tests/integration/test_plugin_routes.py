@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from contact_import import db, imports, intake, statuses
 from contact_import.endpoints import API_URL_PREFIX, PLUGIN_PREFIX
-from tests.helpers import LINE_HEADER, ROOT, ctx, line_id, run_recorded
+from tests.helpers import LINE_HEADER, ROOT, csv_bytes, ctx, run_recorded, upload
 
 sys.path.insert(0, str(ROOT / "plugins"))  # as Airflow does with its plugins folder
 
@@ -62,17 +62,6 @@ def api(cdp_url, demo_workspace, airflow):
     server.mount(PLUGIN_PREFIX, app)
     yield TestClient(server)
     app.dependency_overrides.clear()
-
-
-def csv_bytes(rows: int, start: int = 0) -> bytes:
-    lines = [LINE_HEADER] + [f"{line_id(start + n)},Person {n},p{start + n}@example.com,,,,VIP,,,,{n}"
-                             for n in range(rows)]
-    return ("\n".join(lines) + "\n").encode()
-
-
-def upload(client, content: bytes, name="contacts.csv", **form):
-    data = {"workspace": "demo", "channel": "line", "tag_mode": "append", **form}
-    return client.post(f"{API}/imports", data=data, files={"file": (name, io.BytesIO(content), "text/csv")})
 
 
 def stored_folders(cdp_url) -> list:

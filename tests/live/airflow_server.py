@@ -1,7 +1,6 @@
 """Start and stop `make airflow` (scripts/airflow_local.py) for the live tests, and talk to it."""
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import psycopg2
 import pytest
 
 from contact_import.endpoints import API_URL_PREFIX
-from tests.helpers import EXAMPLES, LINE_HEADER, ROOT, free_port, line_id
+from tests.helpers import EXAMPLES, LINE_HEADER, ROOT, csv_bytes, free_port, line_id, upload  # noqa: F401 (re-exported)
 
 SCRIPT = ROOT / "scripts" / "airflow_local.py"
 SAMPLE = (EXAMPLES / "line-contacts.csv").resolve()
@@ -211,17 +210,6 @@ def still_running(tree: dict[int, tuple[str, str]]) -> dict[int, str]:
 def client_for(airflow, user: str | None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {airflow.tokens[user]}"} if user else {}
     return httpx.Client(base_url=airflow.base_url, timeout=60, headers=headers)
-
-
-def csv_bytes(rows: int, start: int = 0) -> bytes:
-    lines = [LINE_HEADER] + [f"{line_id(start + n)},Person {n},p{start + n}@example.com,,,,VIP,,,,{n}"
-                             for n in range(rows)]
-    return ("\n".join(lines) + "\n").encode()
-
-
-def upload(client, content: bytes, name="contacts.csv", **form):
-    data = {"workspace": "demo", "channel": "line", "tag_mode": "append", **form}
-    return client.post(f"{API}/imports", data=data, files={"file": (name, io.BytesIO(content), "text/csv")})
 
 
 def wait_for(airflow, client, import_id, statuses, timeout=RUN_TIMEOUT):
