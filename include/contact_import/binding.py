@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from . import normalised
 from .channels import Channel
 from .errors import Issue
 from .workspaces import Workspace
@@ -99,6 +100,15 @@ def apply(conn, ws: Workspace, channel: Channel, rows: pd.DataFrame) -> dict[str
                     {"ws": ws.id, "ch": channel.name, "unassigned": UNASSIGNED})
         bound = cur.rowcount
     return {"bound": bound, "unbound": unbound}
+
+
+def apply_file(conn, ws: Workspace, channel: Channel, path, chunk_rows: int, action=apply) -> dict[str, int]:
+    """Apply (or, with `count_changes`, count) the bindings of a normalised file, chunk by chunk."""
+    totals = {"bound": 0, "unbound": 0}
+    for chunk in normalised.read(path, chunk_rows, COLUMNS):
+        for key, value in action(conn, ws, channel, chunk).items():
+            totals[key] += value
+    return totals
 
 
 def count_changes(conn, ws: Workspace, channel: Channel, rows: pd.DataFrame) -> dict[str, int]:

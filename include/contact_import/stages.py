@@ -1,5 +1,5 @@
 """The stages that work on the rows: validate (normalise, GX suite, bindings, shared
-profiles), the preview, the bindings, and `check_file`, the dry run of all of them.
+profiles), the preview, and `check_file`, the dry run of all of them.
 
 They work on an import's local folder (storage.local_folder) and return facts; tasks.py
 records them on the import.
@@ -91,19 +91,11 @@ def preview(url: str, ws: workspaces.Workspace, channel_name: str, tag_mode: str
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (upsert.LOCK_NAMESPACE, ws.id))
         counts = upsert.run(conn, ws, channel, tag_mode, work_dir / import_folder.NORMALISED, config.chunk_rows(),
                             on_chunk=lambda number, chunk, plan: warnings.extend(plan.warnings), dry_run=True)
-        return counts | bindings(conn, ws, channel, work_dir, binding.count_changes), warnings
+        return counts | binding.apply_file(conn, ws, channel, work_dir / import_folder.NORMALISED,
+                                           config.chunk_rows(), binding.count_changes), warnings
     finally:
         conn.rollback()
         conn.close()
-
-
-def bindings(conn, ws, channel, work_dir: Path, action=binding.apply) -> dict[str, int]:
-    """Apply (or, with binding.count_changes, count) the file's bindings."""
-    totals = {"bound": 0, "unbound": 0}
-    for chunk in normalised.read(work_dir / import_folder.NORMALISED, config.chunk_rows(), binding.COLUMNS):
-        for key, value in action(conn, ws, channel, chunk).items():
-            totals[key] += value
-    return totals
 
 
 @dataclass

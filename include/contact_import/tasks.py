@@ -188,12 +188,13 @@ def _stopped(conn, import_id: str) -> None:
 
 
 def bind_teammates(ctx: Context, import_id: str) -> dict[str, Any]:
-    from . import stages
+    from . import binding
 
     with db.transaction(ctx.cdp_url) as conn:
         record, ws = _load(conn, import_id)
         with ctx.storage.local_folder(record["work_dir"], fetch=[import_folder.NORMALISED]) as local:
-            counts = stages.bindings(conn, ws, get_channel(record["channel"]), local)
+            counts = binding.apply_file(conn, ws, get_channel(record["channel"]), local / import_folder.NORMALISED,
+                                        config.chunk_rows())
         imports.update(conn, import_id, result={**(record["result"] or {}), **counts})
     return {"import_id": import_id, **counts}
 
