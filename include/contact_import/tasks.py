@@ -3,8 +3,8 @@ records the outcome on the import and returns small metadata for XCom.
 
 The DAG calls them through `run`, which ends the import `cancelled` when Airflow stops
 the task. The light tasks (detect_encoding, map_columns, the approval gate, finalize)
-import no pandas or Great Expectations: `stages` and `upsert` are imported by the tasks
-that use them, so a light task's process starts in a fraction of a second.
+import no pandas or Great Expectations: `stages`, `upsert` and `binding` are imported by
+the tasks that use them, so a light task's process starts in a fraction of a second.
 """
 from __future__ import annotations
 
