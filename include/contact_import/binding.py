@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import normalised
+from . import db, normalised
 from .channels import Channel
 from .errors import Issue
 from .workspaces import Workspace
@@ -63,12 +63,10 @@ COLUMNS = ("user_id", "binding_teammate", "store_code")  # of the normalised fil
 
 
 def _stage(cur, rows: pd.DataFrame) -> None:
-    from .upsert import copy_rows
-
     cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_bindings"
                 " (user_id text, teammate text, store_code text) ON COMMIT DELETE ROWS")
     cur.execute("TRUNCATE stage_bindings")
-    copy_rows(cur, "stage_bindings", rows[list(COLUMNS)].itertuples(index=False))
+    db.copy_rows(cur, "stage_bindings", rows[list(COLUMNS)].itertuples(index=False))
 
 
 def apply(conn, ws: Workspace, channel: Channel, rows: pd.DataFrame) -> dict[str, int]:

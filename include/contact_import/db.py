@@ -2,12 +2,15 @@
 when none is configured (`context.for_command_line`)."""
 from __future__ import annotations
 
+import csv
+import io
 import warnings
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import psycopg2
 import psycopg2.extensions
+from psycopg2 import sql
 
 from . import config
 
@@ -41,3 +44,21 @@ def transaction(url: str) -> Iterator[psycopg2.extensions.connection]:
             yield conn
     finally:
         conn.close()
+
+
+def copy_rows(cur, table: str, rows: Iterable[tuple], columns: Iterable[str] = (), analyze: bool = True) -> None:
+    """COPY rows (None as NULL) into `table` (`schema.name` or a temporary table's name),
+    into `columns` when given. With `analyze`, give the planner the table's statistics:
+    a fresh temporary table has none, and the planner then guesses a handful of rows and
+    joins them to the CDP tables with nested loops."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for row in rows:
+        writer.writerow(["\\N" if v is None else v for v in row])
+    buffer.seek(0)
+    target = sql.Identifier(*table.split("."))
+    names = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, columns))) if columns else sql.SQL("")
+    cur.copy_expert(sql.SQL("COPY {}{} FROM STDIN WITH (FORMAT csv, NULL '\\N')").format(target, names)
+                    .as_string(cur), buffer)
+    if analyze:
+        cur.execute(sql.SQL("ANALYZE {}").format(target))

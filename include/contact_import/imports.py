@@ -4,8 +4,6 @@ The status column is statuses.py's alone to change (`statuses.change`).
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import uuid
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 from psycopg2 import sql
 from psycopg2.extras import RealDictCursor
 
+from .db import copy_rows
 from .errors import Issue
 
 COUNT_KEYS = ("created", "updated", "unchanged", "customers_created", "tags_added", "tags_removed",
@@ -137,14 +136,9 @@ def record_chunk(conn, import_id: str, number: int, rows: int, result: dict[str,
                     " result = %s, warnings = %s, updated_at = now() WHERE id = %s",
                     (number, rows, json.dumps(result), json.dumps(warnings), import_id))
         if found:
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
-            for issue in found:
-                writer.writerow([import_id, "\\N" if issue.row is None else issue.row, issue.column, issue.value,
-                                 issue.code, json.dumps(issue.params, ensure_ascii=False)])
-            buffer.seek(0)
-            cur.copy_expert('COPY cdp.import_warnings (import_id, row, "column", value, code, params)'
-                            " FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
+            copy_rows(cur, "cdp.import_warnings",
+                      ((import_id, i.row, i.column, i.value, i.code, json.dumps(i.params, ensure_ascii=False))
+                       for i in found), ("import_id", "row", "column", "value", "code", "params"), analyze=False)
 
 
 def forget_warnings(conn, import_id: str) -> None:

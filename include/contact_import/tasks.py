@@ -204,11 +204,11 @@ def finalize(ctx: Context, import_id: str) -> dict[str, Any]:
     with db.transaction(ctx.cdp_url) as conn:
         record = imports.get(conn, import_id)
         found = imports.warning_rows(conn, import_id)
-        with ctx.storage.local_folder(record["work_dir"], publish=[import_folder.WARNINGS]) as local:
-            if found:
+        if found:
+            with ctx.storage.local_folder(record["work_dir"], publish=[import_folder.WARNINGS]) as local:
                 write_report(found, local / import_folder.WARNINGS)
-        if not found and (ctx.storage.path(record["work_dir"]) / import_folder.WARNINGS).exists():
-            (ctx.storage.path(record["work_dir"]) / import_folder.WARNINGS).unlink()  # a preview's, not borne out
+        elif (stale := ctx.storage.path(record["work_dir"]) / import_folder.WARNINGS).exists():
+            stale.unlink()  # a preview's, which the import did not bear out
         result = {key: (record["result"] or {}).get(key, 0) for key in imports.COUNT_KEYS}
         _change(conn, import_id, statuses.COMPLETED, result=result)
     return {"import_id": import_id, "status": statuses.COMPLETED, **result}

@@ -12,15 +12,13 @@ commit in one transaction, so a retried task continues after the last committed 
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable
 
 import pandas as pd
 
-from . import normalised, set_based
+from . import db, normalised, set_based
 from .channels import Channel
 from .errors import Issue
 from .profiles import PROFILE
@@ -32,19 +30,6 @@ LOCK_NAMESPACE = 74_616  # pg_advisory_lock(namespace, workspace_id): one import
 
 class Cancelled(Exception):
     """The import was cancelled between two chunks."""
-
-
-def copy_rows(cur, table: str, rows: Iterable[tuple]) -> None:
-    """COPY rows into a (temporary) table and give the planner its statistics."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    for row in rows:
-        writer.writerow(["\\N" if v is None else v for v in row])
-    buffer.seek(0)
-    cur.copy_expert(f"COPY {table} FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
-    # Fresh temporary tables have no statistics: without them the planner guesses a
-    # handful of rows and joins them to the CDP tables with nested loops.
-    cur.execute(f"ANALYZE {table}")
 
 
 @dataclass
@@ -252,7 +237,7 @@ class Upserter:
                      c.get("gender"), c.get("birthday"), json.dumps(c.get("attributes") or {}, ensure_ascii=False))
                     for cid, c in {**plan.changed_customers, **plan.new_customers}.items()]
             if rows:
-                copy_rows(cur, "stage_customers", rows)
+                db.copy_rows(cur, "stage_customers", rows)
                 cur.execute("""INSERT INTO cdp.customers (id, workspace_id, name, email, phone, gender, birthday,
                                    attributes)
                                SELECT id, %s, name, email, phone, gender, birthday, attributes
@@ -268,13 +253,13 @@ class Upserter:
                 cur.execute("SELECT nextval('cdp.contacts_id_seq') FROM generate_series(1, %s)",
                             (len(plan.new_contacts),))
                 new_contact_ids = {uid: i for (uid, _), (i,) in zip(plan.new_contacts, cur.fetchall())}
-                copy_rows(cur, "stage_contacts", ((new_contact_ids[uid], uid, real_ids.get(cid, cid))
+                db.copy_rows(cur, "stage_contacts", ((new_contact_ids[uid], uid, real_ids.get(cid, cid))
                                                   for uid, cid in plan.new_contacts))
                 cur.execute("""INSERT INTO cdp.contacts (id, workspace_id, channel, channel_user_id, customer_id)
                                SELECT id, %s, %s, user_id, customer_id FROM stage_contacts""",
                             (self.ws.id, self.channel.name))
             if plan.tag_changes:
-                copy_rows(cur, "stage_tags", ((contact_id or new_contact_ids[uid], tag, op)
+                db.copy_rows(cur, "stage_tags", ((contact_id or new_contact_ids[uid], tag, op)
                                               for contact_id, uid, tag, op in plan.tag_changes))
                 cur.execute("""INSERT INTO cdp.tags (workspace_id, name)
                                SELECT DISTINCT %s, tag FROM stage_tags WHERE op = 'add'
