@@ -51,3 +51,10 @@ def max_active_imports() -> int:
 
 def max_report_errors() -> int:
     return int(os.environ.get("CONTACT_IMPORT_MAX_ERRORS") or 1000)
+
+
+def unchanged_shortcut() -> bool:
+    """Whether validation lets rows the CDP already holds skip the full path (docs/design.md#unchanged-rows).
+
+    On by default; `CONTACT_IMPORT_UNCHANGED_SHORTCUT=0` sends every row the full path."""
+    return os.environ.get("CONTACT_IMPORT_UNCHANGED_SHORTCUT", "1") not in ("0", "false", "False", "no")
