@@ -17,7 +17,11 @@ API server, SIGKILL to whatever is left of a component after its grace.
 
 Settings (environment):
   AIRFLOW_LOCAL_EXECUTOR  `standalone` (default; also `local`) or `celery`
-  AIRFLOW_PORT            port of the API server and UI (default 8080)
+  AIRFLOW_PORT            port of the API server and UI (default 8080); the log servers
+                          follow it (worker AIRFLOW_PORT+713, 8793 at 8080 as in Airflow;
+                          triggerer AIRFLOW_PORT+10713), so two checkouts on different
+                          ports do not collide. AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT and
+                          AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT win when set.
   AIRFLOW_ADMIN_PASSWORD  password of user `admin` (default: the one stored in the
                           passwords file, else a generated one; printed either way)
   AIRFLOW_HOME            Airflow's home (default $CONTACT_IMPORT_DATA_DIR/airflow, or
@@ -60,12 +64,21 @@ from sqlalchemy.exc import SQLAlchemyError
 from airflow_local_celery import ConfigError, celery_defaults, celery_settings, redact
 from airflow_local_processes import Component, Stop, run_celery, say, stop_components, stop_group
 from contact_import import config, context, db, feeds, local_airflow, migrate, storage, workspaces
+from contact_import.endpoints import FEEDS_DAG_ID, IMPORT_DAG_ID
 
 ROOT = config.project_root()
 DEMO_WORKSPACE = ROOT / "examples" / "demo-workspace.yaml"
 SAMPLE_FILE = ROOT / "examples" / "line-contacts.csv"
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 ADMIN = "admin"
+
+PROJECT_DAGS = (IMPORT_DAG_ID, FEEDS_DAG_ID)
+# Log-server ports as offsets of the API port: 8080 gives the worker Airflow's own 8793; the
+# triggerer's offset is far from the worker's, so checkouts on neighbouring ports (8080, 8081)
+# do not take each other's log-server ports.
+WORKER_LOG_OFFSET, TRIGGER_LOG_OFFSET = 713, 10713
+LOG_PORT_SETTINGS = {"worker": "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT",
+                     "triggerer": "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"}
 
 STANDALONE, CELERY = "standalone", "celery"
 MODES = {"": STANDALONE, "standalone": STANDALONE, "local": STANDALONE, "localexecutor": STANDALONE,
@@ -153,6 +166,24 @@ def local_address(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
+def log_server_ports(port: int) -> dict[str, int]:
+    """The worker's and the triggerer's log-server ports for an API server on `port`: the
+    environment's AIRFLOW__LOGGING__*_LOG_SERVER_PORT, else offsets of `port`. Airflow's fixed
+    defaults (8793, 8794) would make a second checkout's scheduler or triggerer fail to bind."""
+    ports = {}
+    for name, setting in LOG_PORT_SETTINGS.items():
+        value = os.environ.get(setting)
+        offset = WORKER_LOG_OFFSET if name == "worker" else TRIGGER_LOG_OFFSET
+        try:
+            ports[name] = int(value) if value else port + offset
+        except ValueError:
+            raise ValueError(f"{setting} must be a number, not {value!r}") from None
+        if not 0 < ports[name] < 65536:
+            raise ValueError(f"the {name} log server would listen on port {ports[name]}: set AIRFLOW_PORT"
+                             f" below {65536 - TRIGGER_LOG_OFFSET}, or set {setting}")
+    return ports
+
+
 def build_env(url: str, port: int) -> dict[str, str]:
     env = local_airflow.environment(url)  # AIRFLOW_HOME, dags/plugins folders, no examples, cdp_default
     home = Path(env["AIRFLOW_HOME"])
@@ -163,6 +194,8 @@ def build_env(url: str, port: int) -> dict[str, str]:
         env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")])
     env["AIRFLOW__API__HOST"] = host
     env["AIRFLOW__API__PORT"] = str(port)
+    for name, log_port in log_server_ports(port).items():
+        env[LOG_PORT_SETTINGS[name]] = str(log_port)
     defaults = {
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
@@ -171,16 +204,65 @@ def build_env(url: str, port: int) -> dict[str, str]:
         # Tasks report to the API server; Airflow's default assumes http://localhost:8080.
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{local_address(host)}:{port}/execution/",
         "AIRFLOW__API_AUTH__JWT_SECRET": "",  # filled below unless set
-        # A local dev target: DAGs are ready to run as soon as they are parsed.
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         # LocalExecutor forks this many workers up front (32 by default, ~1 GB on its own).
         "AIRFLOW__CORE__PARALLELISM": "4",
     }
     for key, value in defaults.items():
         env[key] = os.environ.get(key) or value
+    # A local dev target: DAGs are ready to run as soon as they are parsed (unpause_project_dags
+    # takes care of the ones an earlier run recorded paused).
+    env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
     if not env["AIRFLOW__API_AUTH__JWT_SECRET"]:
         env["AIRFLOW__API_AUTH__JWT_SECRET"] = jwt_secret(home)
     return env
+
+
+# Runs in a child process with Airflow's environment: Airflow reads its settings when imported.
+# Plain SQL on table `dag`, so a metadata database of an older Airflow (before `db migrate`) works
+# too; a database not made yet (no SQLite file, no table) has nothing paused.
+UNPAUSE_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from sqlalchemy import bindparam, create_engine, inspect, make_url, text
+from sqlalchemy.pool import NullPool
+from airflow.configuration import conf
+
+url = make_url(conf.get("database", "sql_alchemy_conn"))
+if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).is_file()):
+    print("[]"); sys.exit(0)
+engine = create_engine(url, poolclass=NullPool)
+try:
+    with engine.begin() as conn:
+        if not inspect(conn).has_table("dag"):
+            print("[]"); sys.exit(0)
+        ids = bindparam("ids", expanding=True)
+        paused = [r[0] for r in conn.execute(
+            text("SELECT dag_id FROM dag WHERE dag_id IN :ids AND is_paused ORDER BY dag_id").bindparams(ids),
+            {"ids": sys.argv[1:]})]
+        if paused:
+            conn.execute(text("UPDATE dag SET is_paused = :no WHERE dag_id IN :ids").bindparams(ids),
+                         {"no": False, "ids": paused})
+finally:
+    engine.dispose()
+print(json.dumps(paused))
+"""
+
+
+def unpause_project_dags(env: dict[str, str]) -> list[str]:
+    """Unpause this project's DAGs in Airflow's metadata database before Airflow starts.
+
+    A DAG keeps the pause state it was first recorded with: `contact-import import` (dag.test(),
+    as `make demo` runs it) records both DAGs paused (Airflow's default), and a switch turned
+    off in the UI stays off. Uploads would then wait forever; `make airflow` is a local target
+    where they must run. Returns the DAG ids it unpaused.
+    """
+    python = str(Path(sys.executable))
+    done = subprocess.run([python, "-c", UNPAUSE_SCRIPT, *PROJECT_DAGS], env=env, cwd=str(ROOT),
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise RuntimeError(lines[-1] if lines else f"exit {done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def banner(port: int, password: str, passwords_file: str, url: str, extra: list[str] | None = None) -> None:
@@ -245,6 +327,14 @@ def main() -> int:
         return fail(f"AIRFLOW_PORT must be a number, not {os.environ.get('AIRFLOW_PORT')!r}")
     if port_in_use(api_host(), port):
         return fail(f"port {port} is in use; stop what runs there or set AIRFLOW_PORT to another port")
+    try:
+        log_ports = log_server_ports(port)
+    except ValueError as exc:
+        return fail(str(exc))
+    for name, log_port in log_ports.items():  # the log servers listen on every interface
+        if port_in_use("0.0.0.0", log_port):
+            return fail(f"port {log_port} for the {name}'s log server is in use (another Airflow?); set"
+                        f" AIRFLOW_PORT to another port, or {LOG_PORT_SETTINGS[name]}")
     celery: dict[str, str] = {}
     if mode == CELERY:
         try:
@@ -267,6 +357,12 @@ def main() -> int:
                  f"Metadata:      {redact(env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'])}",
                  f"Results:       {redact(env['AIRFLOW__CELERY__RESULT_BACKEND'])}"]
     home = Path(env["AIRFLOW_HOME"])
+    try:
+        unpaused = unpause_project_dags(env)
+    except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as exc:
+        return fail(f"cannot read Airflow's metadata database to unpause {', '.join(PROJECT_DAGS)}: {exc}")
+    if unpaused:
+        say(f"unpaused {', '.join(unpaused)} (an earlier run had recorded them paused)")
     passwords_file = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
     password = admin_password(passwords_file)
     say(f"AIRFLOW_HOME={home}")
