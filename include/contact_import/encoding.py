@@ -28,7 +28,10 @@ from .errors import ImportFileError, Issue
 
 SAMPLE_BYTES = 1 << 20
 DELIMITERS = (",", ";", "\t", "|")
-XLSX = "xlsx"  # reported as the encoding of a workbook, which has no delimiter
+# A workbook's kind is reported as its encoding (it has no delimiter).
+XLSX, XLS, ODS = "xlsx", "xls", "ods"
+_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Excel 97-2003 (.xls), but also .doc, .msg, ...
+_ODS_MIMETYPE = b"application/vnd.oasis.opendocument.spreadsheet"
 # The csv module's own cap: far above any real cell, so value_too_long is ours to
 # report, yet bounded so an unclosed quote cannot swallow a whole large file.
 FIELD_LIMIT = 1_000_000
@@ -38,7 +41,7 @@ _SUPERSETS = {"big5": "cp950", "gb2312": "gb18030", "gbk": "gb18030", "shift_jis
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),  # before UTF-16: same prefix
          (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 _MAGIC = ((b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (b"%PDF", "pdf"),
-          (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "xls"), (b"\x1f\x8b", "gzip"),
+          (b"\x1f\x8b", "gzip"),
           (b"\x89PNG", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF8", "gif"))
 _NOT_GUESSED = ["utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le", "utf_7"]
 _LEVEL_ONE = (("big5", b"\xa4\x40", b"\xc6\x7e"), ("gb2312", b"\xb0\xa1", b"\xd7\xf9"),
@@ -78,12 +81,26 @@ def _control_ratio(data: bytes | str) -> float:
 
 
 def _zip_kind(path) -> str:
-    # Only the central directory is read, so this is cheap even for a large workbook.
+    # Only the central directory and the small `mimetype` entry are read, so this is
+    # cheap even for a large workbook.
     try:
         with zipfile.ZipFile(path) as z:
-            return "xlsx" if any(n.startswith("xl/") for n in z.namelist()) else "zip"
+            names = z.namelist()
+            if any(n.startswith("xl/") for n in names):
+                return XLSX
+            if "mimetype" in names and z.read("mimetype").strip() == _ODS_MIMETYPE:
+                return ODS
     except (zipfile.BadZipFile, OSError):
-        return "zip"
+        pass
+    return "zip"
+
+
+def _workbook_kind(path, sample: bytes) -> str | None:
+    if sample.startswith(b"PK\x03\x04"):
+        kind = _zip_kind(path)
+        return kind if kind in (XLSX, ODS) else None
+    # Any OLE2 file goes to the workbook reader, which refuses one holding no workbook.
+    return XLS if sample.startswith(_OLE2) else None
 
 
 def _bomless_utf16(sample: bytes) -> str | None:
@@ -100,7 +117,8 @@ def _bomless_utf16(sample: bytes) -> str | None:
 
 
 def _error_line(path, codec: str) -> int:
-    """Line of the first undecodable byte: a cold path, so a second pass is fine."""
+    """Line of the first undecodable byte (a line past the end when there is none): a
+    cold path, so a second pass is fine."""
     decoder = codecs.getincrementaldecoder(codec)(errors="contact_import.mark")
     breaks, last = 0, ""
     with open(path, "rb") as f:
@@ -115,6 +133,17 @@ def _error_line(path, codec: str) -> int:
             last = text[-1:] or last
             if bad >= 0 or not chunk:
                 return breaks + 1
+
+
+def _undetectable(path, candidates) -> None:
+    """No encoding reads the whole file: most often two exports glued together (UTF-8
+    rows, then Big5 rows). The line named is where the encoding that reads furthest
+    into the file meets its first bad byte, which is where the other part begins."""
+    # max keeps the first of equal lines: the candidates' order breaks ties (gb18030
+    # also "reads" Big5 bytes, as other characters)
+    line, codec = max(((_error_line(path, codec), codec) for codec in dict.fromkeys(candidates)),
+                      key=lambda found: found[0])
+    _fail("encoding_undetectable", row=line, detail=f"not valid {codec} from this line on")
 
 
 def _guess(path, sample: bytes, at_eof: bool) -> str:
@@ -139,7 +168,7 @@ def _guess(path, sample: bytes, at_eof: bool) -> str:
     offered = {_SUPERSETS.get(n, n) for n in (codecs.lookup(c[0]).name for c in candidates)}
     candidates += [(c, -1.0, 0.0, False) for c in _CJK if c not in offered and _decodes(cut, c, at_eof)]
     if not candidates:
-        _fail("encoding_undetectable")
+        _undetectable(path, ("utf-8", *_CJK))
     # On short samples the detector often ranks a wrong CJK codec first: the right one
     # decodes into common characters, a wrong one into rare ones.
     head = cut[:SCORE_BYTES]
@@ -148,7 +177,7 @@ def _guess(path, sample: bytes, at_eof: bool) -> str:
     for codec in (_SUPERSETS.get(detected, detected), detected):
         if _decodes(cut, codec, at_eof):
             return codec
-    _fail("encoding_undetectable")
+    _undetectable(path, ("utf-8", *_CJK))
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -268,8 +297,9 @@ def to_utf8(src: str | os.PathLike, dest: str | os.PathLike, *, max_cell_chars: 
         at_eof = not f.read(1)
     if not sample:
         _fail("file_empty")
-    if sample.startswith(b"PK\x03\x04") and _zip_kind(src) == "xlsx":
-        return _xlsx_to_utf8(src, dest, max_cell_chars)
+    workbook = _workbook_kind(src, sample)
+    if workbook:
+        return _workbook_to_utf8(src, dest, max_cell_chars, workbook)
     codec, text = _detect(src, sample, at_eof)
     delimiter = _sniff_delimiter(text, wide=codec.startswith(("utf-16", "utf-32")))
 
@@ -294,23 +324,27 @@ def to_utf8(src: str | os.PathLike, dest: str | os.PathLike, *, max_cell_chars: 
     return SourceInfo(codec, delimiter, rows, header)
 
 
-def _xlsx_to_utf8(src, dest, max_cell_chars: int) -> SourceInfo:
+def _workbook_to_utf8(src, dest, max_cell_chars: int, kind: str) -> SourceInfo:
     """The first sheet of a workbook, through the same row checks as a CSV file."""
-    from .spreadsheet import SheetReader
+    from .spreadsheet import UNREADABLE, SheetReader
 
     tmp = os.fspath(dest) + ".tmp"
     try:
         try:
-            reader = SheetReader(src)
+            reader = SheetReader(src, xlsx_formats=kind == XLSX)
         except Exception as exc:  # calamine raises its own error types for broken workbooks
-            _fail("not_a_table", detail=f"unreadable xlsx ({exc.__class__.__name__})")
-        with open(tmp, "w", encoding="utf-8", newline="") as fout:
-            writer = csv.writer(fout, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-            header, rows = _copy(reader, writer, max_cell_chars, src, XLSX)
-        reader.close()
+            _fail("not_a_table", detail=f"unreadable {kind} ({exc.__class__.__name__})")
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as fout:
+                writer = csv.writer(fout, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+                header, rows = _copy(reader, writer, max_cell_chars, src, kind)
+        except UNREADABLE as exc:  # a workbook broken past its first rows
+            _fail("not_a_table", row=reader.line_num or None, detail=f"unreadable {kind} ({exc.__class__.__name__})")
+        finally:
+            reader.close()
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
-    return SourceInfo(XLSX, None, rows, header)
+    return SourceInfo(kind, None, rows, header)

@@ -138,7 +138,8 @@ def _check_in_helper(values: list[str], default_region: str | None) -> list[Resu
 
 def _helper_error(line: str) -> Result:
     code, _, suggestion = line[1:].partition("\t")
-    return Result(None, code, {"suggestion": suggestion} if code == "phone_not_international" else {})
+    with_fix = code in ("phone_not_international", "phone_leading_zero_lost")
+    return Result(None, code, {"suggestion": suggestion} if with_fix else {})
 
 
 def _serve_helper() -> None:
@@ -162,9 +163,11 @@ def _normalise_phone(raw: str, default_region: str | None, check) -> Result:
     # isdigit() alone would also take full-width and other Unicode digits.
     if not (digits.isascii() and digits.isdigit()):
         return Result(None, "invalid_phone")
-    # The region only matters for the 0-leading suggestion; leaving it out of the
-    # key otherwise lets every workspace share the cached answers.
-    region = default_region.upper() if default_region and digits[0] == "0" else None
+    # The region matters for the 0-leading suggestion, and for a number without "+"
+    # that may have lost its leading 0; "+" says the number is international. Leaving
+    # it out of the key otherwise lets every workspace share the cached answers.
+    local = digits[0] == "0" or not raw.startswith("+")
+    region = default_region.upper() if default_region and local else None
     return check(digits, region)
 
 
@@ -172,6 +175,10 @@ def _normalise_phone(raw: str, default_region: str | None, check) -> Result:
 def _check_phone_digits(digits: str, region: str | None) -> Result:
     if digits[0] == "0":
         return Result(None, "phone_not_international", {"suggestion": _suggest(digits, region)})
+    if region is not None:
+        lost = _lost_leading_zero(digits, region)
+        if lost is not None:
+            return lost
     if not 8 <= len(digits) <= 15:
         return Result(None, "invalid_phone")
     possible = _possible_without_parsing(digits)
@@ -220,6 +227,51 @@ def _possible_without_parsing(digits: str) -> Result | None:
     if _test_number_length(national, metadata) in _POSSIBLE:
         return Result(digits)  # the country code and the national number as they are
     return Result(None, "invalid_phone")
+
+
+def _lost_leading_zero(digits: str, region: str) -> Result | None:
+    """A number cell drops a local number's leading 0 (0912345678 shows as 912345678
+    unless its format pads it), and the rest may pass the possible-length check as
+    another country's number (+91 2345678) that no real number is. Digits without "+"
+    that are a valid number of the workspace's region once the 0 is put back, and no
+    valid number as they are, are therefore rejected with the fix, never stored as the
+    other country's; writing "+" in front says the number is international."""
+    found = _national_pattern(region)
+    # Checked for every such phone, so cheap exits come first: the region's own
+    # international form (the usual case; 049x area codes that lost their 0 stay
+    # unnoticed), then the national number the digits would be (after a trunk 0, or
+    # with Italy's 0 kept) must fit the region's general pattern.
+    if found is None or digits.startswith(found[0]):
+        return None
+    if not found[2].fullmatch(digits if found[1] else "0" + digits):
+        return None
+    try:
+        number = phonenumbers.parse("0" + digits, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    try:
+        if phonenumbers.is_valid_number(phonenumbers.parse("+" + digits)):
+            # A real number both ways (a German 15123456789 is also a US one): kept as
+            # written, the international form being the contract. Rejecting these would
+            # refuse most foreign numbers in regions with open numbering plans (DE).
+            return None
+    except phonenumbers.NumberParseException:
+        pass
+    fixed = f"{number.country_code}{phonenumbers.national_significant_number(number)}"
+    checked = _check_phone_digits.__wrapped__(fixed, None)
+    return Result(None, "phone_leading_zero_lost", {"suggestion": f" ({checked.value})" if checked.ok else ""})
+
+
+@functools.lru_cache(maxsize=None)
+def _national_pattern(region: str) -> tuple[str, bool, re.Pattern] | None:
+    """(the region's country code, whether its trunk prefix is 0, its numbers' general pattern)."""
+    metadata = PhoneMetadata.metadata_for_region(region)
+    if metadata is None or not metadata.general_desc.national_number_pattern:
+        return None
+    return (str(metadata.country_code), metadata.national_prefix == "0",
+            re.compile(metadata.general_desc.national_number_pattern))
 
 
 def _suggest(digits: str, region: str | None) -> str:

@@ -256,13 +256,39 @@ def test_xlsx_first_sheet_with_numeric_phones_and_dates(tmp_path):
 @pytest.mark.parametrize("data, detail", [
     (b"PK\x03\x04garbage", "zip"),
     (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "pdf"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100), "xls"),
     (b"Name,Email\nAnn\x00,a@x.io\n", "binary"),
     (bytes(range(1, 9)) * 20 + b"Name\n", "binary"),
     ("\ufeff<!DOCTYPE html><table><tr><td>Name</td></tr></table>".encode(), "html"),
 ])
 def test_not_a_table(tmp_path, data, detail):
     assert fails(tmp_path, data, "not_a_table").params == {"detail": detail}
+
+
+def test_an_ole2_file_holding_no_workbook_is_not_a_table(tmp_path):
+    # The .xls signature is shared by .doc, .msg and encrypted workbooks.
+    issue = fails(tmp_path, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "not_a_table")
+    assert issue.params["detail"].startswith("unreadable xls")
+
+
+def test_an_opendocument_text_is_not_a_table(tmp_path):
+    src = tmp_path / "letter.odt"
+    with zipfile.ZipFile(src, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.text")
+        z.writestr("content.xml", "<office:document-content/>")
+    assert fails(tmp_path, src.read_bytes(), "not_a_table").params == {"detail": "zip"}
+
+
+@pytest.mark.parametrize("first, second", [("utf-8", "big5"), ("big5", "utf-8"), ("utf-8", "gb18030")])
+@pytest.mark.parametrize("rows_before", [2, 20, 300])
+def test_two_exports_glued_together_name_the_line_where_the_second_begins(tmp_path, first, second, rows_before):
+    # A partner appends this week's Big5 export to last week's UTF-8 one: neither
+    # encoding reads the whole file, and the report points at the join.
+    names = NAMES_TW if "gb" not in second else NAMES_CN
+    head = render(table((NAMES_TW * 20)[:rows_before], ADDR_TW)).encode(first)
+    tail = render(table(names, ADDR_TW)[1:]).encode(second)
+    issue = fails(tmp_path, head + tail, "encoding_undetectable")
+    assert issue.row == rows_before + 2  # header = 1, then the first part's rows
+    assert issue.message("en") and issue.message("zh-TW")
 
 
 def test_invalid_byte_after_the_sample(tmp_path, monkeypatch):
