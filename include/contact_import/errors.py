@@ -97,3 +97,30 @@ def normalise_lang(lang: str | None) -> str:
         if tag.startswith("en"):
             return "en"
     return "en"
+
+
+# What the upload API answers before a file is stored (docs/operations.md#uploads-checked-at-once):
+# a file of another channel, and compressed files that cannot be taken.
+CODES.update({
+    "channel_mismatch": (ERROR, "This looks like a {other} file: it has the column {column!r}, not {expected!r}. Choose the {other} channel, or upload a {channel} file.", "這看起來是 {other} 的檔案：有「{column}」欄位，而不是「{expected}」。請選擇 {other} 渠道，或上傳 {channel} 的檔案。"),
+    "unpacked_too_large": (ERROR, "Unpacked, the file is larger than {limit} MiB; split it into smaller files.", "解壓縮後的檔案超過 {limit} MiB，請分割成較小的檔案。"),
+    "archive_unreadable": (ERROR, "The compressed file cannot be unpacked ({detail}); compress it again as .gz or .zip.", "無法解壓縮此檔案（{detail}），請重新壓縮為 .gz 或 .zip。"),
+    "archive_not_one_file": (ERROR, "A .zip must hold exactly one CSV or spreadsheet; this one holds {count} files.", "ZIP 檔必須只包含一個 CSV 或試算表檔案，此檔案包含 {count} 個檔案。"),
+})
+
+# What to do about a file that is refused for its size, said after the code's message.
+ADVICE: dict[str, tuple[str, str]] = {
+    "file_too_large": ("Compress it (.csv.gz, or a .zip holding the file: a CSV shrinks to about a fifth)"
+                       " or split it into smaller files.",
+                       "請壓縮檔案（.csv.gz，或將檔案放入 .zip：CSV 約可縮小為五分之一），或分割成較小的檔案。"),
+}
+
+
+def advised_message(issue: Issue, lang: str = "en") -> str:
+    """The issue's message, followed by what to do where ADVICE says."""
+    advice = ADVICE.get(issue.code)
+    if advice is None:
+        return issue.message(lang)
+    if lang.lower().startswith("zh"):
+        return issue.message(lang) + advice[1]
+    return f"{issue.message(lang)} {advice[0]}"

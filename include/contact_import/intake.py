@@ -4,18 +4,135 @@ start here, so this module imports nothing heavy (no pandas, no Great Expectatio
 """
 from __future__ import annotations
 
+import tempfile
 import uuid
+from pathlib import Path
 
-from . import db, import_folder, imports, storage, workspaces
-from .channels import TAG_MODES, get_channel
+from . import db, import_folder, imports, reading, storage, workspaces
+from .channels import CHANNELS, TAG_MODES, get_channel
 from .context import Context
+from .errors import ERROR, ImportFileError, Issue
+from .mapping import header_key
+
+# What the upload check reads of a text file: as much as detect_encoding samples.
+HEAD_BYTES = 1 << 20
+# A workbook is read whole (its directory is at its end); a larger one is left to the DAG,
+# which checks everything anyway, so the API server never spends long on one upload.
+WORKBOOK_CHECK_BYTES = 16 << 20
+WHOLE_FILE_MAGIC = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")  # zip (.xlsx, .ods), OLE2 (.xls)
 
 
-def check_options(channel: str, tag_mode: str) -> None:
-    """Raises ValueError for options no import can run with."""
-    get_channel(channel)
-    if tag_mode not in TAG_MODES:
+def check_options(channel: str | None, tag_mode: str | None) -> None:
+    """Raises ValueError for options no import can run with (None: not given yet)."""
+    if channel is not None:
+        get_channel(channel)
+    if tag_mode is not None and tag_mode not in TAG_MODES:
         raise ValueError(f"tag mode must be one of {', '.join(TAG_MODES)}")
+
+
+def check_request(ctx: Context, *, workspace: str | None = None, channel: str | None = None,
+                  tag_mode: str | None = None) -> None:
+    """The options given so far: ValueError for a channel or tag mode no import can run
+    with, LookupError for a workspace that does not exist."""
+    check_options(channel, tag_mode)
+    if workspace is not None:
+        with db.transaction(ctx.cdp_url) as conn:
+            workspaces.get(conn, workspace)
+
+
+def check_file(ctx: Context, stored: storage.UPath, *, workspace: str, channel: str,
+               mapping: dict | None = None) -> list[Issue]:
+    """The errors the DAG's first two stages would find that show in the file's first
+    bytes and its header (encoding, delimiter, a text that is no table, the column
+    mapping, the channel's User ID column), found by the same functions
+    (reading.detect, reading.map_file); [] when none show. A file small enough to be
+    read whole here gets every file-level check. A file of another channel gets
+    `channel_mismatch` first. The DAG checks everything again."""
+    with tempfile.TemporaryDirectory(dir=_scratch()) as tmp:
+        work = Path(tmp)
+        try:
+            header = _header(stored, work)
+        except ImportFileError as exc:
+            return [exc.issue]
+        if header is None:
+            return []
+        with db.transaction(ctx.cdp_url) as conn:
+            column_map = reading.map_file(conn, workspaces.get(conn, workspace), channel, work, mapping)
+    issues = [issue for issue in column_map.issues if issue.severity == ERROR]
+    mismatch = channel_mismatch(header, channel, issues)
+    return [mismatch, *issues] if mismatch else issues
+
+
+def channel_mismatch(header: list[str], channel: str, issues: list[Issue]) -> Issue | None:
+    """`channel_mismatch` when the channel's User ID column is missing and another
+    channel's is there: the file was most likely uploaded under the wrong channel."""
+    if not any(issue.code == "missing_required_column" for issue in issues):
+        return None
+    expected = get_channel(channel)
+    present = {header_key(h): h for h in header}
+    for other in CHANNELS.values():
+        column = present.get(header_key(other.user_id_header))
+        if other.name != channel and column is not None:
+            return Issue("channel_mismatch", row=1, column=column,
+                         params={"other": other.label, "channel": expected.label,
+                                 "expected": expected.user_id_header})
+    return None
+
+
+def _scratch() -> Path:
+    folder = storage.scratch_root()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _header(stored: storage.UPath, work: Path) -> list[str] | None:
+    """The file's header through reading.detect, or None when it cannot be told here.
+    Raises ImportFileError for what the first bytes already decide."""
+    with stored.open("rb") as f:
+        head = f.read(HEAD_BYTES + 1)
+    whole = len(head) <= HEAD_BYTES
+    if head.startswith(WHOLE_FILE_MAGIC):
+        if storage.is_local(stored):
+            local = storage.local_path(stored)
+        elif stored.stat().st_size <= WORKBOOK_CHECK_BYTES:
+            local = work / f"whole{stored.suffix}"
+            storage.copy(stored, storage.UPath(local))
+        else:
+            return None
+        if local.stat().st_size > WORKBOOK_CHECK_BYTES:
+            return None
+        return reading.detect(local, work).header
+    if not whole:
+        head = _to_last_line_end(head[:HEAD_BYTES])
+        if not head:
+            return None
+    sample = work / "head"
+    sample.write_bytes(head)
+    try:
+        return reading.detect(sample, work).header
+    except ImportFileError as exc:
+        # Cut short, the sample's last record may look broken (a quoted cell left open, a
+        # character cut in two) although the file is fine: only what the first bytes and
+        # the header line decide counts then.
+        header_line = (exc.issue.row or 1) == 1 and exc.issue.code != "file_empty"
+        if whole or exc.issue.code == "not_a_table" or header_line:
+            raise
+        return None
+
+
+def _to_last_line_end(head: bytes) -> bytes:
+    """`head` up to the end of its last line, so that no character or line is cut in two:
+    in UTF-16 a line end is two bytes at an even offset (`\\n\\0` or `\\0\\n`), elsewhere `\\n`."""
+    if b"\0" not in head:
+        return head[: head.rfind(b"\n") + 1]
+    best = 0
+    for end in (b"\n\0", b"\0\n"):
+        i = head.rfind(end)
+        while i > 0 and i % 2:
+            i = head.rfind(end, 0, i + 1)
+        if i >= 0 and i % 2 == 0:
+            best = max(best, i + 2)
+    return head[:best]
 
 
 def upload_path(ctx: Context, import_id: str, file_name: str) -> storage.UPath:

@@ -1,13 +1,15 @@
 """A multipart/form-data upload read as it streams in: the form fields kept in memory
 (small), the `file` part written straight to storage with its size checked on every
-block, so a file over the limit is refused without being read whole.
+block, so a file over the limit is refused without being read whole. A `.gz` or a `.zip`
+holding one file is unpacked on the way (contact_import.unpacking), its unpacked size
+limited too: what is stored is the plain file.
 
-The body is read on the event loop; opening, writing and closing the stored file (local
-disk or object storage) happen in FastAPI's thread pool, in batches of about BATCH bytes.
+The body is read on the event loop; opening, writing, unpacking and closing the stored
+file (local disk or object storage) happen in FastAPI's thread pool, in batches of
+about BATCH bytes.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -16,13 +18,21 @@ from fastapi import HTTPException, Request, status
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
+from contact_import import storage, unpacking
+
 FIELD_LIMIT = 64 * 1024  # bytes of one form field (the file excepted)
 BATCH = 1 << 20  # bytes handed to a worker thread at a time
 FILE_FIELD = "file"
 
 
 class UploadTooLarge(Exception):
-    """The file is larger than the limit."""
+    """The file as sent (`file_too_large`) or unpacked (`unpacked_too_large`) is larger
+    than its limit of `limit` bytes."""
+
+    def __init__(self, code: str, limit: int):
+        super().__init__(code)
+        self.code = code
+        self.limit = limit
 
 
 @dataclass
@@ -37,42 +47,55 @@ class Form:
 class _StoredFile:
     """The file part on its way to storage; its methods run in worker threads."""
 
-    def __init__(self, place: Callable[[str], Any]):
+    def __init__(self, place: Callable[[str], Any], max_unpacked: int):
         self.place = place  # file name -> storage path
+        self.max_unpacked = max_unpacked
         self.path: Any = None
-        self.handle: Any = None
-        self.digest = hashlib.sha256()
+        self.unpacker: unpacking.Unpacker | None = None
+        self.finished = False
+
+    def _open(self, name: str):
+        self.path = self.place(name)
+        return self.path.open("wb")
 
     def apply(self, operations: list[tuple[str, Any]]) -> None:
-        for kind, value in operations:
-            if kind == "open":
-                self.path = self.place(value)
-                self.handle = self.path.open("wb")
-            elif kind == "data":
-                self.digest.update(value)
-                self.handle.write(value)
-            else:
-                self.close()
+        try:
+            for kind, value in operations:
+                if kind == "open":
+                    self.unpacker = unpacking.Unpacker(value, self._open, self.max_unpacked,
+                                                       storage.scratch_root())
+                elif kind == "data":
+                    self.unpacker.write(value)
+                else:
+                    self.finished = True
+                    self.unpacker.finish()
+        except unpacking.UnpackedTooLarge as exc:
+            raise UploadTooLarge("unpacked_too_large", exc.limit) from None
 
-    def close(self) -> None:
-        if self.handle is not None and not self.handle.closed:
-            self.handle.close()
+    def abort(self) -> None:
+        if self.unpacker is not None:
+            self.unpacker.abort()
 
 
-async def receive_form(request: Request, place: Callable[[str], Any], limit: int) -> Form:
+async def receive_form(request: Request, place: Callable[[str], Any], limit: int, max_unpacked: int,
+                       before_file: Callable[[dict[str, str]], None] | None = None) -> Form:
     """Parse the request's multipart body; `place(file name)` says where the file goes.
-    Raises UploadTooLarge past `limit` bytes of file, HTTPException for a malformed form."""
+    `before_file(fields so far)` runs in a worker thread as the file part begins, so a
+    form that cannot be imported is refused before its file is sent (it may raise).
+    Raises UploadTooLarge past `limit` bytes of file or `max_unpacked` bytes unpacked,
+    ImportFileError for a compressed file that cannot be unpacked, HTTPException for a
+    malformed form."""
     kind, options = parse_options_header(request.headers.get("content-type", ""))
     if kind != b"multipart/form-data" or b"boundary" not in options:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send multipart/form-data")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + FIELD_LIMIT:  # the fields are small
-        raise UploadTooLarge()
+        raise UploadTooLarge("file_too_large", limit)
 
     fields: dict[str, str] = {}
     part: dict[str, Any] = {"header": b"", "value": b"", "headers": {}, "name": None, "data": bytearray()}
     upload: dict[str, Any] = {"name": "", "size": 0, "seen": False}
-    stored = _StoredFile(place)
+    stored = _StoredFile(place, max_unpacked)
     pending: list[tuple[str, Any]] = []  # storage work not yet handed to a thread
     pending_bytes = 0
 
@@ -97,6 +120,7 @@ async def receive_form(request: Request, place: Callable[[str], Any], limit: int
                 raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "send one file per upload")
             upload["seen"] = True
             upload["name"] = disposition.get(b"filename", b"upload.csv").decode("utf-8", "replace")
+            pending.append(("check", None))
             pending.append(("open", upload["name"]))
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
@@ -104,7 +128,7 @@ async def receive_form(request: Request, place: Callable[[str], Any], limit: int
         if part["name"] == FILE_FIELD:
             upload["size"] += end - start
             if upload["size"] > limit:
-                raise UploadTooLarge()
+                raise UploadTooLarge("file_too_large", limit)
             pending.append(("data", data[start:end]))
             pending_bytes += end - start
         else:
@@ -120,6 +144,10 @@ async def receive_form(request: Request, place: Callable[[str], Any], limit: int
 
     async def flush() -> None:
         nonlocal pending_bytes
+        if ("check", None) in pending:  # queued as the file part began, before any of its data
+            pending.remove(("check", None))
+            if before_file is not None:
+                await run_in_threadpool(before_file, dict(fields))
         if pending:
             batch = pending.copy()
             pending.clear()
@@ -138,7 +166,8 @@ async def receive_form(request: Request, place: Callable[[str], Any], limit: int
         parser.finalize()
         await flush()
     finally:
-        if stored.handle is not None and not stored.handle.closed:
+        if not stored.finished:
             with anyio.CancelScope(shield=True):  # also when the request is cancelled
-                await run_in_threadpool(stored.close)
-    return Form(fields, stored.path, upload["name"], stored.digest.hexdigest(), upload["size"])
+                await run_in_threadpool(stored.abort)
+    digest = stored.unpacker.sha256 if stored.unpacker else ""
+    return Form(fields, stored.path, upload["name"], digest, upload["size"])

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Annotated, Any
+from contextlib import contextmanager
+from typing import Annotated, Any, Iterator
 
 import anyio
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from contact_import import config, db, imports, intake, statuses, storage, workspaces
 from contact_import.channels import CHANNELS, TAG_MODES
 from contact_import.context import Context
-from contact_import.errors import normalise_lang
+from contact_import.errors import ImportFileError, Issue, advised_message, normalise_lang
 from contact_import.import_folder import report_path
 
 from .. import airflow_client, uploads
@@ -26,6 +29,7 @@ from ..schemas import Import, ImportList, errors
 router = APIRouter(tags=["imports"])
 
 CANCEL_MESSAGE = "cancelled through the API"
+LISTED_ISSUES = 50  # of a refused file's header issues, in the 422 answer
 _OPTIONAL_STATUS = {"anyOf": [{"type": "string", "enum": list(statuses.STATUSES)}, {"type": "null"}]}
 
 UPLOAD_FORM = {  # the multipart body upload() parses itself, for the OpenAPI document (and Swagger's form)
@@ -35,8 +39,9 @@ UPLOAD_FORM = {  # the multipart body upload() parses itself, for the OpenAPI do
         "required": ["file", "workspace", "channel"],
         "properties": {
             "file": {"type": "string", "format": "binary",
-                     "description": "The contacts: CSV (any common encoding) or .xlsx, at most"
-                                    " CONTACT_IMPORT_MAX_UPLOAD_MB."},
+                     "description": "The contacts: CSV (any common encoding) or .xlsx, also as a .gz or as a"
+                                    " .zip holding one such file; at most CONTACT_IMPORT_MAX_UPLOAD_MB as sent"
+                                    " and CONTACT_IMPORT_MAX_UNPACKED_MB unpacked."},
             "workspace": {"type": "string", "description": "Slug of the workspace to import into."},
             "channel": {"type": "string", "enum": list(CHANNELS)},
             "tag_mode": {"type": "string", "enum": list(TAG_MODES), "default": "append"},
@@ -80,14 +85,51 @@ def _options(form: uploads.Form) -> dict[str, Any]:
             "require_approval": _flag(fields.get("require_approval"))}
 
 
-def _record(ctx: Context, import_id: str, form: uploads.Form, options: dict[str, Any]) -> None:
+@contextmanager
+def _options_refused() -> Iterator[None]:
+    """Options no import can run with are a 422 naming them."""
     try:
-        intake.record_upload(ctx, import_id=import_id, stored=form.stored, sha256=form.sha256,
-                             file_name=form.file_name, source="api", **options)
+        yield
     except LookupError as exc:  # no such workspace
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc).strip("'\"")) from None
     except ValueError as exc:  # no such channel or tag mode
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+
+
+class _Refused(Exception):
+    """The file itself is refused: 413 (too large) or 422 (the checks' issues)."""
+
+    def __init__(self, status_code: int, issues: list[Issue]):
+        super().__init__(status_code)
+        self.status_code = status_code
+        self.issues = issues
+
+
+def _check_fields(ctx: Context, fields: dict[str, str]) -> None:
+    """The options sent before the file, checked before the file streams in."""
+    with _options_refused():
+        intake.check_request(ctx, workspace=fields.get("workspace") or None, channel=fields.get("channel") or None,
+                             tag_mode=fields.get("tag_mode") or None)
+
+
+def _check_and_record(ctx: Context, import_id: str, form: uploads.Form, options: dict[str, Any]) -> None:
+    with _options_refused():
+        intake.check_request(ctx, workspace=options["workspace"], channel=options["channel"],
+                             tag_mode=options["tag_mode"])
+    issues = intake.check_file(ctx, form.stored, workspace=options["workspace"], channel=options["channel"],
+                               mapping=options["mapping"])
+    if issues:
+        raise _Refused(status.HTTP_422_UNPROCESSABLE_CONTENT, issues)
+    with _options_refused():
+        intake.record_upload(ctx, import_id=import_id, stored=form.stored, sha256=form.sha256,
+                             file_name=form.file_name, source="api", **options)
+
+
+def _refusal(refused: _Refused, lang: str) -> JSONResponse:
+    listed = [{"row": issue.row, "column": issue.column, "value": issue.value, "code": issue.code,
+               "message": advised_message(issue, lang)} for issue in refused.issues[:LISTED_ISSUES]]
+    return JSONResponse({"detail": "\n".join(entry["message"] for entry in listed), "errors": listed},
+                        status_code=refused.status_code, headers={"Content-Language": lang})
 
 
 def _discard(ctx: Context, import_id: str) -> None:
@@ -106,29 +148,63 @@ def _start_run(ctx: Context, base: str, who: Caller, import_id: str, conf: dict[
     return read_import(ctx, import_id)
 
 
+class FileIssue(BaseModel):
+    """One reason the file was refused, as the DAG's error report would give it."""
+
+    row: int | None = Field(description="Line in the file (header = 1), when the issue has one.")
+    column: str = Field(description="The column concerned, as the file names it; empty when none.")
+    value: str = Field(description="The value concerned; empty when none.")
+    code: str = Field(description="The stable error code (docs/design.md#error-codes), e.g. missing_required_column.")
+    message: str = Field(description="What is wrong and what to do, in the request's Accept-Language"
+                                     " (English or Traditional Chinese).")
+
+
+class FileRefused(BaseModel):
+    """The file was refused before anything was stored or recorded."""
+
+    detail: str | list[dict[str, Any]] = Field(description="The messages, one per line (FastAPI's list of field"
+                                                           " errors for a malformed request).")
+    errors: list[FileIssue] = Field(default=[], description="Each reason with its code; empty when the form"
+                                                            " itself is wrong (a missing field, a bad mapping).")
+
+
 @router.post("/imports", status_code=status.HTTP_202_ACCEPTED, response_model=Import,
              summary="Upload a file: one import, one DAG run", response_description="The new import, waiting.",
              openapi_extra={"requestBody": UPLOAD_FORM},
-             responses=errors(401, 403, 413, 415, 422, 502, 503))
-async def upload(request: Request, who: Writer, ctx: CDP) -> dict[str, Any]:
+             responses={**errors(401, 403, 415, 502, 503),
+                        413: {"model": FileRefused, "description": "The file is larger than"
+                              " CONTACT_IMPORT_MAX_UPLOAD_MB as sent (file_too_large: compress it, or split it),"
+                              " or than CONTACT_IMPORT_MAX_UNPACKED_MB unpacked (unpacked_too_large)."},
+                        422: {"model": FileRefused, "description": "The form or the file cannot be imported:"
+                              " an unknown workspace, channel or tag mode; a file whose first bytes or header"
+                              " the DAG would reject (the same codes and messages)."}})
+async def upload(request: Request, who: Writer, ctx: CDP) -> Any:
     """multipart/form-data: `file`, `workspace`, `channel`, `tag_mode`, optional `mapping`
-    (JSON) and `require_approval`. The import is `waiting` until its DAG run starts.
-    413 when the file is larger than CONTACT_IMPORT_MAX_UPLOAD_MB; nothing is kept of a
-    refused upload."""
+    (JSON) and `require_approval`. The file may be sent as a `.gz`, or as a `.zip` holding
+    one file: it is unpacked as it arrives. What the file's first bytes and header decide
+    (encoding, a table at all, the columns, the channel's User ID column) is answered at
+    once with 422 and the error codes the DAG uses; the DAG checks everything again. The
+    import is `waiting` until its DAG run starts. Nothing is kept of a refused upload."""
     import_id = str(uuid.uuid4())
-    limit_mb = config.max_upload_mb()
+    lang = normalise_lang(request.headers.get("accept-language"))
     try:
         try:
-            form = await uploads.receive_form(request, lambda name: intake.upload_path(ctx, import_id, name),
-                                              limit_mb * 2**20)
-        except uploads.UploadTooLarge:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                                f"the file is larger than {limit_mb} MiB") from None
+            form = await uploads.receive_form(
+                request, lambda name: intake.upload_path(ctx, import_id, name),
+                config.max_upload_mb() * 2**20, config.max_unpacked_mb() * 2**20,
+                before_file=lambda fields: _check_fields(ctx, fields))
+        except uploads.UploadTooLarge as exc:
+            raise _Refused(status.HTTP_413_CONTENT_TOO_LARGE,
+                           [Issue(exc.code, params={"limit": exc.limit // 2**20})]) from None
+        except ImportFileError as exc:  # a compressed file that cannot be unpacked
+            raise _Refused(status.HTTP_422_UNPROCESSABLE_CONTENT, [exc.issue]) from None
         options = _options(form)
-        await run_in_threadpool(_record, ctx, import_id, form, options)
-    except BaseException:
+        await run_in_threadpool(_check_and_record, ctx, import_id, form, options)
+    except BaseException as exc:
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(_discard, ctx, import_id)
+        if isinstance(exc, _Refused):
+            return _refusal(exc, lang)
         raise
     conf = {**options, "mapping": options["mapping"] or {}, "file": str(form.stored), "import_id": import_id}
     return await run_in_threadpool(_start_run, ctx, airflow_client.base_url(request), who, import_id, conf)
