@@ -4,6 +4,7 @@ upload.<ext>       the file as received, under a server-chosen name
 source.utf8.csv    its UTF-8 copy with a __row__ column (detect_encoding)
 columns.json       the column mapping (map_columns)
 normalised.csv     the validated rows (normalised.py owns its layout)
+unchanged.csv      the rows left out as unchanged: contact id, fingerprint (unchanged.py)
 errors.csv         the error report of a rejected file, errors.zh-TW.csv beside it
 data_docs.html     GX's page of a failed validation
 warnings.csv       the rows behind the warnings' counts
@@ -16,6 +17,7 @@ from typing import TypeVar
 UTF8 = "source.utf8.csv"
 COLUMNS = "columns.json"
 NORMALISED = "normalised.csv"
+UNCHANGED = "unchanged.csv"
 ERRORS = "errors.csv"
 WARNINGS = "warnings.csv"
 DATA_DOCS = "data_docs.html"

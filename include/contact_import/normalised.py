@@ -8,7 +8,9 @@ upsert and the bindings. This module is the only one that knows its layout:
 - cells normalised (`normalisation.py`); an empty cell is empty;
 - `tags` is a JSON list; `[]` is an empty Tags cell, which clears tags in overwrite
   mode, and an empty `tags` means the file has no Tags value for the row;
-- `attributes` is a JSON object of the row's custom attributes.
+- `attributes` is a JSON object of the row's custom attributes;
+- `fingerprint` is the mapped row's fingerprint (unchanged.py), which the upsert stores
+  with the contact.
 
 docs/design.md says why it is a CSV and not Parquet or a table kept in PostgreSQL.
 """
@@ -25,16 +27,20 @@ from . import import_folder
 
 NAME = import_folder.NORMALISED
 COLUMNS = ("row", "user_id", "name", "email", "phone", "gender", "birthday", "tags",
-           "attributes", "binding_teammate", "store_code")
+           "attributes", "binding_teammate", "store_code", "fingerprint")
 # the columns' types when the file is staged in PostgreSQL
-SQL_TYPES = {"row": "int", "birthday": "date", "tags": "jsonb", "attributes": "jsonb"}
+SQL_TYPES = {"row": "int", "birthday": "date", "tags": "jsonb", "attributes": "jsonb", "fingerprint": "uuid"}
 
 
-def write_chunk(frame: pd.DataFrame, out: IO[str], first: bool) -> None:
-    """Append a chunk of normalised rows (COLUMNS; tags as lists) to an open file."""
+def write_header(out: IO[str]) -> None:
+    out.write(",".join(COLUMNS) + "\n")
+
+
+def write_chunk(frame: pd.DataFrame, out: IO[str]) -> None:
+    """Append a chunk of normalised rows (COLUMNS; tags as lists) to a file begun by write_header."""
     tags = [json.dumps(t, ensure_ascii=False) if t is not None and t != "" else ("[]" if t == "" else None)
             for t in frame["tags"]]
-    frame.assign(tags=tags)[list(COLUMNS)].to_csv(out, index=False, header=first)
+    frame.assign(tags=tags)[list(COLUMNS)].to_csv(out, index=False, header=False)
 
 
 def read(path: Path, chunk_rows: int, columns: Iterable[str] | None = None) -> Iterator[pd.DataFrame]:
@@ -47,6 +53,34 @@ def read(path: Path, chunk_rows: int, columns: Iterable[str] | None = None) -> I
         if "row" in chunk:
             chunk["row"] = chunk["row"].astype(int)
         yield chunk
+
+
+FIRST_LINE = 2  # of a data row: the line after a one-line header
+
+
+def chunk_of(line, chunk_rows: int):
+    """The upsert's chunk of a row (or of a Series of rows) by its line in the file."""
+    return (line - FIRST_LINE) // chunk_rows
+
+
+def read_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[int, pd.DataFrame]]:
+    """The rows in the upsert's chunks: chunk k holds the rows on lines FIRST_LINE + k *
+    chunk_rows onwards, up to chunk_rows of them. By line rather than by count, so the
+    rows left out as unchanged (unchanged.py) move no other row into another chunk: the
+    rows a chunk plans together, and so the outcome, are those of the full path."""
+    pending, number = None, None
+    for frame in read(path, chunk_rows):
+        if frame.empty:
+            continue
+        if pending is not None:
+            frame = pd.concat([pending, frame])
+        numbers = chunk_of(frame["row"], chunk_rows)
+        number = int(numbers.iloc[-1])
+        for done, rows in frame[numbers < number].groupby(numbers[numbers < number], sort=True):
+            yield int(done), rows
+        pending = frame[numbers == number]
+    if pending is not None:
+        yield number, pending
 
 
 def stage(cur, path: Path, table: str) -> None:

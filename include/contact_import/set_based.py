@@ -42,17 +42,18 @@ class WholeFilePass:
 def prepare(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_rows: int) -> WholeFilePass:
     with conn.cursor() as cur:
         normalised.stage(cur, path, STAGE)
-        params = {"ws": ws.id, "ch": channel.name, "append": tag_mode != "overwrite", "chunk": chunk_rows}
+        params = {"ws": ws.id, "ch": channel.name, "append": tag_mode != "overwrite", "chunk": chunk_rows,
+                  "first_line": normalised.FIRST_LINE}
         cur.execute("SET LOCAL work_mem = '256MB'")  # the grouping sorts on disk otherwise
         cur.execute(_SETTLE, params)
-        cur.execute(f"DROP TABLE {STAGE}; CREATE INDEX ON {TABLE} (pos); ANALYZE {TABLE}")
+        cur.execute(f"DROP TABLE {STAGE}; CREATE INDEX ON {TABLE} (row); ANALYZE {TABLE}")
         settled = WholeFilePass()
         cur.execute(f"SELECT row, related FROM {TABLE} WHERE kind IS NULL")
         for row, related in cur.fetchall():
             settled.to_plan.add(row)
             if related:
                 settled.related.add(row)
-        cur.execute(f"""SELECT (pos - 1) / %(chunk)s, kind, count(*), sum(jsonb_array_length(coalesce(tags, '[]')))
+        cur.execute(f"""SELECT (row - %(first_line)s) / %(chunk)s, kind, count(*), sum(jsonb_array_length(coalesce(tags, '[]')))
                         FROM {TABLE} WHERE kind IS NOT NULL GROUP BY 1, 2""", params)
         for number, kind, rows, tags in cur.fetchall():
             counts = settled.counts.setdefault(number, {})
@@ -66,8 +67,8 @@ def prepare(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_ro
 
 def insert_new(cur, ws: Workspace, channel: Channel, number: int, chunk_rows: int) -> None:
     """Write chunk `number`'s new rows: customers, contacts, tags."""
-    cur.execute(_INSERT_NEW, {"ws": ws.id, "ch": channel.name, "first": number * chunk_rows + 1,
-                              "last": (number + 1) * chunk_rows})
+    first = normalised.FIRST_LINE + number * chunk_rows
+    cur.execute(_INSERT_NEW, {"ws": ws.id, "ch": channel.name, "first": first, "last": first + chunk_rows - 1})
 
 
 # One statement of hash joins on the whole file's contacts, emails and phones (an index
@@ -131,11 +132,11 @@ FROM (SELECT f.*, d.row IS NOT NULL AS related, cl.customer_id, cl.contact_id,
 _INSERT_NEW = f"""
 INSERT INTO cdp.tags (workspace_id, name)
 SELECT DISTINCT %(ws)s, t.name FROM {TABLE} s, jsonb_array_elements_text(s.tags) t(name)
-WHERE s.kind = 'new' AND s.pos BETWEEN %(first)s AND %(last)s
+WHERE s.kind = 'new' AND s.row BETWEEN %(first)s AND %(last)s
 ON CONFLICT (workspace_id, name) DO NOTHING;
 WITH new AS MATERIALIZED (
     SELECT s.*, nextval('cdp.customers_id_seq') AS new_customer_id, nextval('cdp.contacts_id_seq') AS new_contact_id
-    FROM (SELECT * FROM {TABLE} WHERE kind = 'new' AND pos BETWEEN %(first)s AND %(last)s ORDER BY pos) s),
+    FROM (SELECT * FROM {TABLE} WHERE kind = 'new' AND row BETWEEN %(first)s AND %(last)s ORDER BY row) s),
 customers AS (
     INSERT INTO cdp.customers (id, workspace_id, name, email, phone, gender, birthday, attributes)
     SELECT new_customer_id, %(ws)s, name, email, phone, gender, birthday, coalesce(attributes, '{{}}') FROM new),

@@ -9,11 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from . import binding, config, db, import_folder, normalised, profiles, reading, upsert, validation, workspaces
+from . import (binding, config, db, import_folder, normalised, profiles, reading, unchanged, upsert, validation,
+               workspaces)
 from .channels import get_channel
 from .errors import ERROR, WARNING, ImportFileError, Issue
+from .mapping import USER_ID
 from .reports import count_by_code
 from .timings import Timings, timed, timed_iter
 
@@ -28,51 +31,110 @@ def _mapped_chunks(work_dir: Path, columns: dict[str, str], chunk_rows: int):
 
 
 def validate_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: Path,
-                  columns: dict[str, str], timings: Timings | None = None) -> list[Issue]:
+                  columns: dict[str, str], timings: Timings | None = None, *, tag_mode: str = "append",
+                  shortcut: bool = False) -> list[Issue]:
     """Normalise, run the GX suite and the binding checks chunk by chunk; write the
     normalised rows when the file is clean.
 
     Memory follows the chunk, not the file: what spans chunks (duplicate User IDs, rows
-    sharing a profile) is collected as the chunks pass.
+    sharing a profile) is collected as the chunks pass. With `shortcut`, rows the CDP
+    already holds are left out (unchanged.py) and listed in `import_folder.UNCHANGED`.
     """
     channel = get_channel(channel_name)
-    headers = {target: header for header, target in columns.items()}
-    attributes = workspaces.attributes(conn, ws.id)
-    normaliser = validation.Normaliser(channel, attributes, ws.default_region)
-    omo = channel.omo_binding and ws.omo_enabled
-    generated = validation.workspace_expectations(
-        attributes, workspaces.teammate_emails(conn, ws.id) if omo else None,
-        workspaces.store_codes(conn, ws.id) if omo else None)
-    data_docs = work_dir / import_folder.DATA_DOCS
-    data_docs.unlink(missing_ok=True)
-    user_ids = validation.UserIds()
-    shared = profiles.SharedProfiles()
-    unfolded = work_dir / (import_folder.NORMALISED + ".unfolded")
-    issues: list[Issue] = []
-    with unfolded.open("w", encoding="utf-8", newline="") as out:
-        chunks = _mapped_chunks(work_dir, columns, config.validate_chunk_rows())
-        for number, frame in enumerate(timed_iter(chunks, timings, "validate.read")):
-            found: list[Issue] = []
-            with timed(timings, "validate.normalise"):
-                rows, found_here = normaliser.normalise(frame, headers)
-                found += found_here
-            with timed(timings, "validate.bindings"):
-                found += binding.check(conn, ws, channel, rows, headers)
-            with timed(timings, "validate.expectations"):
-                found += validation.run_suite(frame, channel, headers, generated,
-                                              None if data_docs.exists() else data_docs, user_ids)
-            issues += found
-            if not any(i.severity == ERROR for i in issues):
-                with timed(timings, "validate.write"):
-                    shared.add(rows["email"], rows["phone"])
-                    normalised.write_chunk(rows, out, first=number == 0)
-    issues = validation.first_per_cell(issues)
+    checks = _RowChecks(conn, ws, channel, work_dir, columns, timings)
+    digest = unchanged.rules_digest(conn, ws, channel, columns, tag_mode)
+    matcher = unchanged.Matcher(conn, ws, channel) if shortcut else None
+    (work_dir / import_folder.UNCHANGED).unlink(missing_ok=True)
+    skip: set[int] | None = None  # None: match the rows chunk by chunk
+    for attempt in range(3):
+        issues, matched, repeated = checks.run(digest, matcher, skip)
+        if not matched:
+            break
+        reached = set() if repeated else matcher.reached()
+        if not reached:
+            break
+        if repeated or attempt == 1:  # the full path reports repeated User IDs; a second round is rare
+            matcher, skip = None, None
+        else:
+            matcher.drop(reached)
+            skip = matched - reached
+    unfolded = checks.unfolded
     if any(i.severity == ERROR for i in issues):
         unfolded.unlink()
-    else:
-        with timed(timings, "validate.fold"):
-            profiles.fold_file(unfolded, work_dir / import_folder.NORMALISED, shared.groups(), config.chunk_rows())
+        return issues
+    with timed(timings, "validate.fold"):
+        profiles.fold_file(unfolded, work_dir / import_folder.NORMALISED, checks.shared.groups(),
+                           config.chunk_rows())
+    if matched:
+        matcher.write(work_dir / import_folder.UNCHANGED)
+    else:  # written even empty: it replaces the list of an earlier attempt in storage
+        (work_dir / import_folder.UNCHANGED).write_text("", encoding="utf-8")
     return issues
+
+
+class _RowChecks:
+    """One pass of validation over the file: the rows not left out as unchanged are
+    normalised, checked and written to `unfolded`."""
+
+    def __init__(self, conn, ws: workspaces.Workspace, channel, work_dir: Path, columns: dict[str, str],
+                 timings: Timings | None) -> None:
+        self.conn, self.ws, self.channel, self.work_dir, self.columns = conn, ws, channel, work_dir, columns
+        self.timings = timings
+        self.headers = {target: header for header, target in columns.items()}
+        self.normaliser = validation.Normaliser(channel, workspaces.attributes(conn, ws.id), ws.default_region)
+        omo = channel.omo_binding and ws.omo_enabled
+        self.generated = validation.workspace_expectations(
+            workspaces.attributes(conn, ws.id), workspaces.teammate_emails(conn, ws.id) if omo else None,
+            workspaces.store_codes(conn, ws.id) if omo else None)
+        self.unfolded = work_dir / (import_folder.NORMALISED + ".unfolded")
+
+    def run(self, digest: str, matcher: unchanged.Matcher | None,
+            skip: set[int] | None) -> tuple[list[Issue], set[int], bool]:
+        """The issues, the rows left out as unchanged, and whether a User ID repeats."""
+        timings, headers = self.timings, self.headers
+        data_docs = self.work_dir / import_folder.DATA_DOCS
+        data_docs.unlink(missing_ok=True)
+        user_ids, every_id = validation.UserIds(), validation.UserIds()
+        self.shared = profiles.SharedProfiles()
+        skip_rows = np.fromiter(skip, dtype=np.int64) if skip else None
+        issues: list[Issue] = []
+        matched: set[int] = set()
+        repeated = False
+        with self.unfolded.open("w", encoding="utf-8", newline="") as out:
+            normalised.write_header(out)
+            chunks = _mapped_chunks(self.work_dir, self.columns, config.validate_chunk_rows())
+            for frame in timed_iter(chunks, timings, "validate.read"):
+                with timed(timings, "validate.unchanged"):
+                    prints = unchanged.fingerprints(frame, digest)
+                    if matcher is not None and matcher.active and USER_ID in frame:
+                        ids = frame[USER_ID]
+                        repeated = repeated or bool(ids.dropna().duplicated().any()) \
+                            or bool(every_id.check(ids, USER_ID))
+                        here = (matcher.match(ids, prints) if skip_rows is None
+                                else set(frame.index[frame.index.isin(skip_rows)].tolist()))
+                        if here:
+                            matched |= here
+                            frame = frame[~frame.index.isin(list(here))]
+                if frame.empty:
+                    continue
+                found: list[Issue] = []
+                with timed(timings, "validate.normalise"):
+                    rows, found_here = self.normaliser.normalise(frame, headers)
+                    rows["fingerprint"] = prints.reindex(rows.index)
+                    found += found_here
+                with timed(timings, "validate.bindings"):
+                    found += binding.check(self.conn, self.ws, self.channel, rows, headers)
+                with timed(timings, "validate.expectations"):
+                    found += validation.run_suite(frame, self.channel, headers, self.generated,
+                                                  None if data_docs.exists() else data_docs, user_ids)
+                issues += found
+                if not any(i.severity == ERROR for i in issues):
+                    with timed(timings, "validate.write"):
+                        self.shared.add(rows["email"], rows["phone"])
+                        normalised.write_chunk(rows, out)
+                        if matcher is not None:
+                            matcher.full_path(rows)
+        return validation.first_per_cell(issues), matched, repeated
 
 
 def preview(url: str, ws: workspaces.Workspace, channel_name: str, tag_mode: str,
@@ -91,6 +153,7 @@ def preview(url: str, ws: workspaces.Workspace, channel_name: str, tag_mode: str
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (upsert.LOCK_NAMESPACE, ws.id))
         counts = upsert.run(conn, ws, channel, tag_mode, work_dir / import_folder.NORMALISED, config.chunk_rows(),
                             on_chunk=lambda number, chunk, plan: warnings.extend(plan.warnings), dry_run=True)
+        counts["unchanged"] += unchanged.count(work_dir / import_folder.UNCHANGED)
         return counts | binding.apply_file(conn, ws, channel, work_dir / import_folder.NORMALISED,
                                            config.chunk_rows(), binding.count_changes), warnings
     finally:
@@ -129,7 +192,7 @@ def check_file(conn, url: str, ws: workspaces.Workspace, channel: str, tag_mode:
     check.columns, check.issues = column_map.columns, list(column_map.issues)
     if check.errors:
         return check
-    check.issues += validate_file(conn, ws, channel, work_dir, column_map.columns)
+    check.issues += validate_file(conn, ws, channel, work_dir, column_map.columns, tag_mode=tag_mode)
     if not check.errors:
         check.preview, warnings = preview(url, ws, channel, tag_mode, work_dir)
         check.issues += warnings

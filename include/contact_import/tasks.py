@@ -85,12 +85,13 @@ def validate(ctx: Context, import_id: str) -> dict[str, Any]:
     with db.transaction(ctx.cdp_url) as conn:
         record, ws = _load(conn, import_id)
     with ctx.storage.local_folder(record["work_dir"], fetch=[import_folder.UTF8, import_folder.COLUMNS],
-                                  publish=[import_folder.NORMALISED, import_folder.WARNINGS,
+                                  publish=[import_folder.NORMALISED, import_folder.UNCHANGED, import_folder.WARNINGS,
                                            *import_folder.REJECTION]) as local:
         columns = json.loads((local / import_folder.COLUMNS).read_text(encoding="utf-8"))
         timings: Timings = {}
         with db.transaction(ctx.cdp_url) as conn:
-            issues = stages.validate_file(conn, ws, record["channel"], local, columns, timings)
+            issues = stages.validate_file(conn, ws, record["channel"], local, columns, timings,
+                                          tag_mode=record["tag_mode"], shortcut=config.unchanged_shortcut())
         _record_timings(ctx, import_id, timings)
         if any(i.severity == ERROR for i in issues):
             _reject(ctx, import_id, local, record["work_dir"], issues)
@@ -155,6 +156,11 @@ def upsert_contacts(ctx: Context, import_id: str) -> dict[str, Any]:
         upserter = upsert.Upserter(conn, ws, channel, record["tag_mode"])
         upserter.lock_workspace()
         try:
+            if fresh:
+                unchanged_rows = _unchanged_rows(ctx, conn, import_id, record, ws)
+                done = {"unchanged": unchanged_rows}
+                imports.update(conn, import_id, processed_rows=unchanged_rows, result=done)
+                conn.commit()
             with interruption.stop_on_signals(conn) as stop, \
                     ctx.storage.local_folder(record["work_dir"], fetch=[import_folder.NORMALISED]) as local:
                 upsert.run(conn, ws, channel, record["tag_mode"], local / import_folder.NORMALISED,
@@ -177,6 +183,31 @@ def upsert_contacts(ctx: Context, import_id: str) -> dict[str, Any]:
         conn.close()
 
 
+def _unchanged_rows(ctx: Context, conn, import_id: str, record: dict[str, Any], ws: workspaces.Workspace) -> int:
+    """How many rows validation left out as unchanged, checked under the workspace lock
+    before the first chunk: if another import or an edit changed one of them since, the
+    file is validated again with the shortcut off (every row takes the full path)."""
+    from . import stages, unchanged
+
+    with ctx.storage.local_folder(record["work_dir"], fetch=[import_folder.UNCHANGED]) as local:
+        listed = local / import_folder.UNCHANGED
+        if unchanged.still_held(conn, listed):
+            return unchanged.count(listed)
+    with ctx.storage.local_folder(record["work_dir"], fetch=[import_folder.UTF8, import_folder.COLUMNS],
+                                  publish=[import_folder.NORMALISED, import_folder.UNCHANGED]) as local:
+        columns = json.loads((local / import_folder.COLUMNS).read_text(encoding="utf-8"))
+        issues = stages.validate_file(conn, ws, record["channel"], local, columns, tag_mode=record["tag_mode"])
+    errors = [i for i in issues if i.severity == ERROR]
+    if errors:  # the workspace's rules changed since validation too
+        conn.rollback()
+        statuses.end(conn, import_id, statuses.FAILED,
+                     f"the workspace changed since validation and the file no longer passes it"
+                     f" ({count_by_code(errors)}): run it again for the report")
+        conn.commit()
+        raise StageError(f"import {import_id} no longer passes validation")
+    return 0
+
+
 def _stopped(conn, import_id: str) -> None:
     """Airflow stopped the task (marked failed or cleared): the chunk in flight is rolled
     back, the committed ones stay, and the import ends cancelled."""
@@ -188,10 +219,12 @@ def _stopped(conn, import_id: str) -> None:
 
 
 def bind_teammates(ctx: Context, import_id: str) -> dict[str, Any]:
-    from . import binding
+    from . import binding, unchanged
 
     with db.transaction(ctx.cdp_url) as conn:
         record, ws = _load(conn, import_id)
+        with conn.cursor() as cur:
+            unchanged.applying_bindings(cur)
         with ctx.storage.local_folder(record["work_dir"], fetch=[import_folder.NORMALISED]) as local:
             counts = binding.apply_file(conn, ws, get_channel(record["channel"]), local / import_folder.NORMALISED,
                                         config.chunk_rows())

@@ -18,7 +18,7 @@ from typing import Callable
 
 import pandas as pd
 
-from . import db, normalised, set_based
+from . import db, normalised, set_based, unchanged
 from .channels import Channel
 from .errors import Issue
 from .profiles import PROFILE
@@ -71,6 +71,14 @@ class Upserter:
     def unlock_workspace(self) -> None:
         with self.conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, self.ws.id))
+
+    def keeps_fingerprint(self, chunk: pd.DataFrame, plan: "ChunkPlan") -> pd.Series:
+        """Which rows of the chunk were applied on their own (no other row of the file
+        reached their customer) and warned of nothing: the rows whose fingerprints the
+        contacts keep. None in the row-by-row reference, which does not find that out."""
+        if self._settled is None:
+            return pd.Series(False, index=chunk.index)
+        return ~chunk["row"].isin(self._settled.related | {issue.row for issue in plan.warnings})
 
     def _is_related(self, row: int) -> bool:
         return self._settled is None or row in self._settled.related
@@ -312,7 +320,7 @@ def run(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_rows: 
     settled = None if row_by_row else set_based.prepare(conn, ws, channel, tag_mode, path, chunk_rows)
     upserter = Upserter(conn, ws, channel, tag_mode, settled, chunk_rows, dry_run=dry_run)
     counted = 0.0 if dry_run else counted_contacts(conn)
-    for number, chunk in enumerate(normalised.read(path, chunk_rows)):
+    for number, chunk in normalised.read_chunks(path, chunk_rows):
         if number <= start_after_chunk:
             # Committed before a restart: planned again but not written or counted, so that
             # the chunks after it see which row of the file first reached each customer, as
@@ -329,6 +337,8 @@ def run(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_rows: 
                 on_chunk(number, chunk, plan)
             continue
         upserter.write(plan)
+        with conn.cursor() as cur:
+            unchanged.remember(cur, ws, channel, chunk, upserter.keeps_fingerprint(chunk, plan))
         # after chunks 0, 1, 3, 7, ...: whenever the tables may have doubled (not when a small
         # file joins large tables: analysing them costs a second or two, and changes nothing)
         if (number + 1) & number == 0 and (number + 1) * chunk_rows >= counted:

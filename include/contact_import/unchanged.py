@@ -1,0 +1,201 @@
+"""The unchanged-rows shortcut: rows the CDP already holds skip normalising, validation,
+planning and writing (docs/design.md#unchanged-rows).
+
+Each row of a file gets a fingerprint: its mapped cells plus a digest of everything else
+its outcome depends on (the workspace's rules, the channel, the mapping, the tag mode,
+the suite, this code). The upsert stores a row's fingerprint with its contact when the
+row was applied on its own (not sharing a customer with another row of the file) and
+warned of nothing; the triggers of migration 0006 forget it when the contact, its
+customer, its tags or its binding change. A later file's row with the same fingerprint
+would change nothing and warn of nothing, so validation leaves it out of the normalised
+rows, unless it may depend on the file's other rows:
+
+- the file repeats a User ID: the shortcut is off for the whole file (the full path
+  reports the duplicates);
+- a row taking the full path reaches the row's customer (through its contact, its
+  email or its phone), or two unchanged rows share a customer: the row takes the full
+  path too, and validation runs again without it.
+
+The rows left out are listed in the import's folder (`import_folder.UNCHANGED`). The
+upsert checks under the workspace lock, before its first chunk, that each still has its
+fingerprint (another import or an edit may have changed it since validation); if one
+has not, the import is validated again with the shortcut off.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from . import config, db, workspaces
+from .channels import Channel
+
+# the modules whose code decides what a row does: a change in any of them changes every fingerprint
+_OUTCOME_MODULES = ("normalisation.py", "validation.py", "binding.py", "upsert.py", "set_based.py", "profiles.py",
+                    "channels.py", "normalised.py", "unchanged.py")
+_HASH_KEYS = ("unchanged-row-01", "unchanged-row-02")
+
+
+def rules_digest(conn, ws: workspaces.Workspace, channel: Channel, columns: dict[str, str], tag_mode: str) -> str:
+    """A digest of everything besides a row's cells that decides what importing it does."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT lower(t.email), t.active, t.role,
+                              coalesce(array_agg(s.code ORDER BY s.code) FILTER (WHERE s.code IS NOT NULL), '{}')
+                       FROM cdp.teammates t
+                       LEFT JOIN cdp.teammate_stores ts ON ts.teammate_id = t.id
+                       LEFT JOIN cdp.stores s ON s.id = ts.store_id
+                       WHERE t.workspace_id = %s GROUP BY t.id ORDER BY 1""", (ws.id,))
+        teammates = cur.fetchall()
+    facts = {
+        "workspace": [ws.id, ws.omo_enabled, ws.default_region],
+        "channel": channel.name, "columns": sorted(columns.items()), "tag_mode": tag_mode,
+        "attributes": [[a.key, a.type, list(a.options or ())] for a in workspaces.attributes(conn, ws.id)],
+        "teammates": teammates, "stores": sorted(workspaces.store_codes(conn, ws.id)),
+        "libraries": [metadata.version(name) for name in ("pandas", "phonenumbers")],
+    }
+    digest = hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode())
+    for name in _OUTCOME_MODULES:
+        digest.update((config.PACKAGE_DIR / name).read_bytes())
+    for suite in sorted(config.expectations_dir().glob("*.json")):
+        digest.update(suite.read_bytes())
+    return digest.hexdigest()
+
+
+def fingerprints(frame: pd.DataFrame, digest: str) -> pd.Series:
+    """Each mapped row's fingerprint (32 hex digits, 128 bits: two independent 64-bit
+    hashes of the row's cells and the rules' digest), indexed like `frame`."""
+    cells = frame.reindex(columns=sorted(frame.columns)).assign(__rules__=digest)
+    halves = [pd.util.hash_pandas_object(cells, index=False, hash_key=key, categorize=False).to_numpy()
+              for key in _HASH_KEYS]
+    return pd.Series([f"{a:016x}{b:016x}" for a, b in zip(*halves)], index=frame.index, dtype=object)
+
+
+class Matcher:
+    """Finds, chunk by chunk during validation, the rows whose fingerprint their contact holds.
+
+    Works in temporary tables of validation's connection: the rows matched so far with
+    their contacts and customers, and (while any matched) the User IDs, emails and
+    phones of the rows taking the full path, to find the matched rows those reach.
+    """
+
+    def __init__(self, conn, ws: workspaces.Workspace, channel: Channel) -> None:
+        self.conn, self.ws, self.channel = conn, ws, channel
+        with conn.cursor() as cur:
+            cur.execute("""SELECT EXISTS (SELECT 1 FROM cdp.contact_fingerprints f
+                                          JOIN cdp.contacts c ON c.id = f.contact_id
+                                          WHERE c.workspace_id = %s AND c.channel = %s)""", (ws.id, channel.name))
+            self.active = cur.fetchone()[0]
+            if self.active:
+                cur.execute("""DROP TABLE IF EXISTS unchanged_rows, chunk_prints, full_path_rows;
+                               CREATE TEMP TABLE unchanged_rows (row int PRIMARY KEY, contact_id bigint,
+                                   customer_id bigint, fingerprint uuid);
+                               CREATE TEMP TABLE chunk_prints (row int, user_id text, fingerprint uuid);
+                               CREATE TEMP TABLE full_path_rows (user_id text, email text, phone text)""")
+
+    def match(self, user_ids: pd.Series, prints: pd.Series) -> set[int]:
+        """The rows of a chunk (index = file line) whose contact holds their fingerprint."""
+        if not self.active:
+            return set()
+        present = user_ids.notna()
+        with self.conn.cursor() as cur:
+            cur.execute("TRUNCATE chunk_prints")
+            db.copy_rows(cur, "chunk_prints", zip(user_ids.index[present], user_ids[present], prints[present]),
+                         analyze=False)
+            cur.execute("""INSERT INTO unchanged_rows
+                           SELECT p.row, c.id, c.customer_id, p.fingerprint FROM chunk_prints p
+                           JOIN cdp.contacts c ON c.workspace_id = %s AND c.channel = %s
+                                              AND c.channel_user_id = p.user_id
+                           JOIN cdp.contact_fingerprints f ON f.contact_id = c.id AND f.fingerprint = p.fingerprint
+                           RETURNING row""", (self.ws.id, self.channel.name))
+            return {row for (row,) in cur.fetchall()}
+
+    def full_path(self, rows: pd.DataFrame) -> None:
+        """Normalised rows taking the full path: what they reach decides which matched rows must join them."""
+        if self.active:
+            with self.conn.cursor() as cur:
+                db.copy_rows(cur, "full_path_rows", rows[["user_id", "email", "phone"]].itertuples(index=False),
+                             analyze=False)
+
+    def reached(self) -> set[int]:
+        """Matched rows whose customer a full-path row reaches, or another matched row shares."""
+        if not self.active:
+            return set()
+        with self.conn.cursor() as cur:
+            cur.execute("ANALYZE unchanged_rows; ANALYZE full_path_rows")
+            cur.execute("""
+                WITH reached AS (
+                    SELECT c.customer_id FROM full_path_rows r
+                    JOIN cdp.contacts c ON c.workspace_id = %(ws)s AND c.channel = %(ch)s
+                                       AND c.channel_user_id = r.user_id
+                    UNION SELECT cu.id FROM full_path_rows r
+                    JOIN cdp.customers cu ON cu.workspace_id = %(ws)s AND cu.email = r.email
+                    UNION SELECT cu.id FROM full_path_rows r
+                    JOIN cdp.customers cu ON cu.workspace_id = %(ws)s AND cu.phone = r.phone
+                    UNION SELECT customer_id FROM unchanged_rows GROUP BY customer_id HAVING count(*) > 1)
+                SELECT row FROM unchanged_rows WHERE customer_id IN (SELECT customer_id FROM reached)""",
+                        {"ws": self.ws.id, "ch": self.channel.name})
+            return {row for (row,) in cur.fetchall()}
+
+    def drop(self, rows: set[int]) -> None:
+        """`rows` take the full path after all: validation runs again, matching no more rows."""
+        with self.conn.cursor() as cur:
+            cur.execute("DELETE FROM unchanged_rows WHERE row = ANY(%s); TRUNCATE full_path_rows", (sorted(rows),))
+
+    def write(self, path: Path) -> int:
+        """The unchanged rows' contacts and fingerprints, for the upsert's check; their count."""
+        with self.conn.cursor() as cur, open(path, "w", encoding="utf-8", newline="") as out:
+            cur.copy_expert("COPY (SELECT contact_id, fingerprint FROM unchanged_rows ORDER BY row)"
+                            " TO STDOUT WITH (FORMAT csv)", out)
+            return cur.rowcount
+
+
+def count(path: Path) -> int:
+    """How many rows validation left out as unchanged (0 without a list)."""
+    if not path.exists():
+        return 0
+    with open(path, "rb") as file:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
+
+
+def still_held(conn, path: Path) -> bool:
+    """Whether every row validation left out still has its fingerprint on its contact."""
+    if not path.exists():
+        return True
+    with conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS listed_unchanged (contact_id bigint, fingerprint uuid)"
+                    " ON COMMIT DROP; TRUNCATE listed_unchanged")
+        with open(path, encoding="utf-8", newline="") as file:
+            cur.copy_expert("COPY listed_unchanged FROM STDIN WITH (FORMAT csv)", file)
+        cur.execute("""SELECT NOT EXISTS (
+                           SELECT 1 FROM listed_unchanged l LEFT JOIN cdp.contact_fingerprints f
+                             ON f.contact_id = l.contact_id AND f.fingerprint = l.fingerprint
+                           WHERE f.contact_id IS NULL)""")
+        return cur.fetchone()[0]
+
+
+def remember(cur, ws: workspaces.Workspace, channel: Channel, rows: pd.DataFrame, eligible) -> None:
+    """After a chunk's writes, in its transaction: store the fingerprints of the chunk's
+    rows that were applied on their own and warned of nothing (`eligible`, a boolean
+    mask), and forget the contacts' other fingerprints. Every contact the chunk took
+    then holds its row's fingerprint or none, which lets the binding step keep them."""
+    cur.execute("CREATE TEMP TABLE IF NOT EXISTS chunk_fingerprints (user_id text, fingerprint uuid, keep boolean)"
+                " ON COMMIT DELETE ROWS; TRUNCATE chunk_fingerprints")
+    db.copy_rows(cur, "chunk_fingerprints",
+                 zip(rows["user_id"], rows["fingerprint"], eligible & rows["fingerprint"].notna()), analyze=False)
+    cur.execute("""
+        WITH rows AS MATERIALIZED (
+            SELECT c.id, s.fingerprint, s.keep FROM chunk_fingerprints s
+            JOIN cdp.contacts c ON c.workspace_id = %s AND c.channel = %s AND c.channel_user_id = s.user_id),
+        forgotten AS (
+            DELETE FROM cdp.contact_fingerprints f USING rows r WHERE f.contact_id = r.id AND NOT r.keep)
+        INSERT INTO cdp.contact_fingerprints (contact_id, fingerprint)
+        SELECT id, fingerprint FROM rows WHERE keep
+        ON CONFLICT (contact_id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint""", (ws.id, channel.name))
+
+
+def applying_bindings(cur) -> None:
+    """The binding step's writes keep the fingerprints the upsert just stored (migration 0006)."""
+    cur.execute("SET LOCAL contact_import.applying_bindings = 'on'")
