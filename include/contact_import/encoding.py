@@ -326,12 +326,12 @@ def to_utf8(src: str | os.PathLike, dest: str | os.PathLike, *, max_cell_chars: 
 
 def _workbook_to_utf8(src, dest, max_cell_chars: int, kind: str) -> SourceInfo:
     """The first sheet of a workbook, through the same row checks as a CSV file."""
-    from .spreadsheet import UNREADABLE, SheetReader
+    from .spreadsheet import UNREADABLE, ChildSheetReader, SheetReader
 
     tmp = os.fspath(dest) + ".tmp"
     try:
         try:
-            reader = SheetReader(src, xlsx_formats=kind == XLSX)
+            reader = ChildSheetReader(src) if kind == XLS else SheetReader(src, xlsx_formats=kind == XLSX)
         except Exception as exc:  # calamine raises its own error types for broken workbooks
             _fail("not_a_table", detail=f"unreadable {kind} ({exc.__class__.__name__})")
         try:

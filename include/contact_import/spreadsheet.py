@@ -16,9 +16,13 @@ whose leading 0 was lost.
 from __future__ import annotations
 
 import datetime
+import json
 import math
+import os
 import posixpath
 import re
+import subprocess
+import sys
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -26,9 +30,18 @@ from xml.etree import ElementTree
 
 from python_calamine import CalamineError, CalamineWorkbook
 
-# What reading a broken workbook raises after it opened (calamine's rows, or the sheet's
-# XML read for number formats).
-UNREADABLE = (CalamineError, zipfile.BadZipFile, zlib.error, EOFError, ElementTree.ParseError)
+# A damaged .xls can make calamine ask for gigabytes (2 GiB for a workbook cut short),
+# which would take the whole worker down; .xls is read in a child process held to this.
+XLS_MEMORY_LIMIT = 1 << 30
+
+
+class SheetUnreadable(Exception):
+    """The child process reading a workbook stopped before the sheet's end."""
+
+
+# What reading a broken workbook raises after it opened (calamine's rows, the child
+# process, or the sheet's XML read for number formats).
+UNREADABLE = (CalamineError, SheetUnreadable, zipfile.BadZipFile, zlib.error, EOFError, ElementTree.ParseError)
 
 
 def cell_text(value) -> str:
@@ -84,6 +97,46 @@ class SheetReader:
         if self._styled is not None:
             self._styled.close()  # closes the workbook's zip file it streams from
         self._workbook.close()
+
+
+class ChildSheetReader:
+    """SheetReader's rows from a child process (`python -m contact_import.spreadsheet`)
+    whose memory is limited, so a damaged workbook ends as SheetUnreadable rather than
+    as the worker killed for its memory. One JSON list of cell texts per sheet row."""
+
+    def __init__(self, path):
+        self._proc = subprocess.Popen([sys.executable, "-m", __name__, os.fspath(path)], stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, text=True, encoding="utf-8")
+        self.line_num = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> list[str]:
+        line = self._proc.stdout.readline()
+        if not line:
+            if self._proc.wait() != 0:
+                raise SheetUnreadable(f"the workbook reader stopped with exit code {self._proc.returncode}")
+            raise StopIteration
+        self.line_num += 1
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.stdout.close()
+        self._proc.wait()
+
+
+def _serve_rows(path: str) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (XLS_MEMORY_LIMIT, XLS_MEMORY_LIMIT))  # this child's own limit
+    out = open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
+    reader = SheetReader(path, xlsx_formats=False)
+    for row in reader:
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    out.flush()
 
 
 # ---------------------------------------------------------------- .xlsx number formats
@@ -259,3 +312,7 @@ def _styled_rows(path) -> Iterator[tuple[int, dict[int, Callable]]]:
                     break
             if cells:
                 yield row, cells
+
+
+if __name__ == "__main__":
+    _serve_rows(sys.argv[1])
