@@ -244,8 +244,11 @@ def _describe(summary: dict) -> str:
         lines.append(f"  warnings: {json.dumps(summary['warnings'])}")
     if summary.get("error_report"):
         lines.append(f"  {summary.get('errors')} errors; report: {summary['error_report']}")
-    if summary.get("message") and summary["status"] != statuses.COMPLETED:
-        lines.append(f"  {summary['message']}")
+    message = summary.get("message")
+    if isinstance(message, dict):  # the upload API's answer (AIRFLOW_API_URL): an object with its sentence
+        message = message.get("text")
+    if message and summary["status"] != statuses.COMPLETED:
+        lines.append(f"  {message}")
     return "\n".join(lines)
 
 

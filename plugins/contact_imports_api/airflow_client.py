@@ -20,6 +20,7 @@ from contact_import.endpoints import IMPORT_DAG_ID
 from .auth import Caller
 
 TIMEOUT = 30  # seconds
+HINT_TIMEOUT = 5  # seconds: a read that only adds a hint must not hold up the answer
 PASSED_ON = (403, 404, 409)  # Airflow's answers the caller gets as they are; other errors are 502
 
 
@@ -27,17 +28,17 @@ def base_url(request: Request) -> str:
     return (os.environ.get("AIRFLOW_API_URL") or f"{request.url.scheme}://{request.url.netloc}").rstrip("/")
 
 
-def call(base: str, who: Caller, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
-    """One call to /api/v2/dags/<import DAG>/<path>, retried when Airflow answers 5xx (a
+def call(base: str, who: Caller, method: str, path: str, body: dict | None = None, attempts: int = 3,
+         timeout: float = TIMEOUT) -> dict[str, Any]:
+    """One call to /api/v2/dags/<import DAG>[/<path>], retried when Airflow answers 5xx (a
     busy metadata database: SQLite under `airflow standalone` refuses writes while another
     holds it). Every call made here may be repeated: reads, the state change, and a
     trigger that names its run (a repeat finds the run, 409)."""
-    attempts = 3
-    with httpx.Client(base_url=base, timeout=TIMEOUT) as client:
+    url = f"/api/v2/dags/{IMPORT_DAG_ID}" + (f"/{path}" if path else "")
+    with httpx.Client(base_url=base, timeout=timeout) as client:
         for attempt in range(attempts):
             try:
-                response = client.request(method, f"/api/v2/dags/{IMPORT_DAG_ID}/{path}", json=body,
-                                          headers={"Authorization": f"Bearer {who.token}"})
+                response = client.request(method, url, json=body, headers={"Authorization": f"Bearer {who.token}"})
             except httpx.HTTPError as exc:
                 if attempt == attempts - 1:
                     raise HTTPException(status.HTTP_502_BAD_GATEWAY,
@@ -76,3 +77,15 @@ def fail_run(base: str, who: Caller, dag_run_id: str) -> None:
     except HTTPException as exc:
         if exc.status_code != status.HTTP_404_NOT_FOUND:
             raise
+
+
+def dag_paused(base: str, who: Caller) -> bool | None:
+    """Whether the import DAG is paused in Airflow (its queued runs then never start); None
+    when Airflow cannot say (unreachable, no such DAG yet, not the caller's to read). One
+    attempt, a short timeout: the answer is a hint on a read, which must not fail for it."""
+    try:
+        dag = call(base, who, "GET", "", attempts=1, timeout=HINT_TIMEOUT)
+    except (HTTPException, ValueError):  # ValueError: an answer that is not JSON
+        return None
+    paused = dag.get("is_paused")
+    return paused if isinstance(paused, bool) else None

@@ -15,7 +15,7 @@ from contact_import import statuses
 from contact_import.channels import CHANNELS, TAG_MODES
 from contact_import.endpoints import API_PREFIX, API_URL_PREFIX, IMPORT_DAG_ID, PAGE_PATH
 
-from . import docs
+from . import docs, schemas
 from .routes import imports, templates
 
 PAGE = Path(__file__).resolve().parent.parent / "contact_imports_page.html"
@@ -27,6 +27,16 @@ app = FastAPI(
 app.include_router(imports.router, prefix=API_PREFIX)
 app.include_router(templates.router, prefix=API_PREFIX)
 docs.add_docs(app, "/docs")
+
+
+def openapi() -> dict:
+    """FastAPI's document, each error answer as `Error` (schemas.one_error_model); built once."""
+    if app.openapi_schema is None:
+        app.openapi_schema = schemas.one_error_model(FastAPI.openapi(app))
+    return app.openapi_schema
+
+
+app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _options(values) -> str:

@@ -1,6 +1,9 @@
 """The response models: what the OpenAPI document says an import, a list of imports and
-an error are. The routes return `imports.summary()` dicts; these models type and describe
-every key of it (tests/unit/test_plugin_app.py keeps the two in step)."""
+an error are. The routes return routes.imports.present() of an `imports.summary()` dict:
+the library's summary with its report paths turned into this API's URLs, its message into
+an object, and whether the import DAG is paused (tests/unit/test_plugin_app.py keeps the
+two in step and every field described).
+"""
 from __future__ import annotations
 
 from datetime import datetime
@@ -16,6 +19,18 @@ from contact_import.endpoints import IMPORT_DAG_ID
 Status = Literal[statuses.STATUSES]  # type: ignore[valid-type]
 TagMode = Literal[TAG_MODES]  # type: ignore[valid-type]
 Counts = dict[str, int]
+
+
+class Message(BaseModel):
+    """Why an import ended as it did."""
+
+    model_config = ConfigDict(title="Message")
+
+    text: str = Field(description="One sentence in English: why the import failed, who or what cancelled it,"
+                                  " or how many errors a rejected file has.")
+    errors_by_code: Counts | None = Field(
+        description="A rejected file's (validation_failed) errors counted by code, e.g."
+                    ' {"invalid_email": 3}; the rows are in the error report. Null otherwise.')
 
 
 class Import(BaseModel):
@@ -44,12 +59,22 @@ class Import(BaseModel):
                                                " created, updated, unchanged, tags_added, ...")
     result: Counts | None = Field(description="What the import changed: created, updated, unchanged,"
                                               " customers_created, tags_added, tags_removed, bound, unbound.")
-    error_report: str | None = Field(description="Where the error report of a rejected file is stored;"
-                                                 " read it from `/imports/{id}/errors.csv`.")
-    data_docs: str | None = Field(description="Where the Great Expectations page of a failed validation is"
-                                              " stored.")
-    message: str | None = Field(description="Why the import ended as it did (failed, cancelled, rejected),"
-                                            " or its errors counted by code.")
+    error_report: str | None = Field(description="URL of a rejected file's error report on this API"
+                                                 " (`/imports/{id}/errors.csv`: row,column,value,code,message;"
+                                                 " English or Traditional Chinese by Accept-Language); null when"
+                                                 " the import has none.")
+    warnings_report: str | None = Field(description="URL of the rows behind `warnings` on this API"
+                                                    " (`/imports/{id}/warnings.csv`): the preview's while the import"
+                                                    " awaits approval, the import's own once completed; null when"
+                                                    " there is none.")
+    data_docs: str | None = Field(description="URL of Great Expectations' page of a failed validation on this API"
+                                              " (`/imports/{id}/data_docs.html`); null when there is none.")
+    message: Message | None = Field(description="Why the import ended as it did (failed, cancelled, rejected);"
+                                                " null while it runs and once it completed.")
+    dag_paused: bool | None = Field(description=f"For a waiting import: true when DAG `{IMPORT_DAG_ID}` is paused"
+                                                " in Airflow, so its run does not start until someone unpauses the"
+                                                " DAG; false when it is not paused. Null for an import that is not"
+                                                " waiting, or when Airflow could not say.")
     dag_run_id: str | None = Field(description=f"The import's run of DAG `{IMPORT_DAG_ID}` in Airflow.")
     created_at: datetime | None = Field(description="When the import was recorded.")
     started_at: datetime | None = Field(description="When its validation started.")
@@ -77,7 +102,7 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 ERROR_CODES = {
     401: "No valid Airflow token (Authorization: Bearer, or the Airflow UI's session cookie).",
     403: f"Airflow does not let the caller read (GET) or trigger (POST) runs of DAG {IMPORT_DAG_ID}.",
-    404: "No such import, workspace, channel or error report.",
+    404: "No such import, workspace or channel, or the import has no such report.",
     409: "The import already ended.",
     413: "The file is larger than CONTACT_IMPORT_MAX_UPLOAD_MB.",
     415: "The body is not multipart/form-data.",
@@ -85,3 +110,20 @@ ERROR_CODES = {
     502: "Airflow's REST API answered with an error.",
     503: f"No CDP database: the Airflow connection {CONNECTION_ID} is not defined.",
 }
+
+
+def one_error_model(spec: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with every error answer described by `Error`: FastAPI adds its
+    own undescribed HTTPValidationError as the 422 of each route with a parameter; `Error`
+    covers that answer too (its `detail` may be FastAPI's list)."""
+    ref = "#/components/schemas/HTTPValidationError"
+    for operation in (op for ops in spec.get("paths", {}).values() for op in ops.values()):
+        answer = operation.get("responses", {}).get("422", {})
+        if answer.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref") == ref:
+            operation["responses"]["422"] = {
+                "description": ERROR_CODES[422],
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    components = spec.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    return spec

@@ -1,22 +1,25 @@
 """The plugin's routes against a real CDP database, without Airflow: the caller and its
-permissions are given, Airflow's REST API is a stand-in recording its calls, and the
-stages run through the library (tests.helpers.run_recorded) where a test needs them."""
+permissions are given, Airflow's REST API is a stand-in recording its calls (triggers and
+cancels as functions, the import DAG's own record at the HTTP boundary), and the stages run
+through the library (tests.helpers.run_recorded) where a test needs them."""
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import io
+import json
 import sys
 import threading
 import time
 
+import httpx
 import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
 
-from contact_import import db, imports, intake, statuses
-from contact_import.endpoints import API_URL_PREFIX, PLUGIN_PREFIX
-from tests.helpers import LINE_HEADER, ROOT, csv_bytes, ctx, run_recorded, upload
+from contact_import import db, imports, intake, statuses, tasks
+from contact_import.endpoints import API_URL_PREFIX, IMPORT_DAG_ID, PLUGIN_PREFIX
+from tests.helpers import LINE_HEADER, ROOT, csv_bytes, ctx, line_id, run_recorded, upload
 
 sys.path.insert(0, str(ROOT / "plugins"))  # as Airflow does with its plugins folder
 
@@ -33,6 +36,17 @@ class Airflow:
         self.triggered: list[dict] = []
         self.failed: list[str] = []
         self.refuse: HTTPException | None = None
+        self.paused: bool | None = False  # None: Airflow does not answer
+        self.dag_reads: list[str] = []  # the Authorization header of each read of the DAG
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        """Airflow's REST API over HTTP: GET /api/v2/dags/<import DAG>."""
+        if request.method == "GET" and request.url.path == f"/api/v2/dags/{IMPORT_DAG_ID}":
+            self.dag_reads.append(request.headers.get("authorization"))
+            if self.paused is None:
+                raise httpx.ConnectError("connection refused", request=request)
+            return httpx.Response(200, json={"dag_id": IMPORT_DAG_ID, "is_paused": self.paused})
+        return httpx.Response(404, json={"detail": "not in this stand-in"})
 
     def trigger(self, base, who, conf):
         if self.refuse:
@@ -49,6 +63,9 @@ def airflow(monkeypatch):
     stand_in = Airflow()
     monkeypatch.setattr(airflow_client, "trigger", stand_in.trigger)
     monkeypatch.setattr(airflow_client, "fail_run", stand_in.fail_run)
+    real = httpx.Client
+    monkeypatch.setattr(airflow_client.httpx, "Client",
+                        lambda **kwargs: real(transport=httpx.MockTransport(stand_in.answer), **kwargs))
     return stand_in
 
 
@@ -151,7 +168,7 @@ def test_a_trigger_airflow_refuses_ends_the_import_failed(api, airflow):
     refused = upload(api, csv_bytes(1))
     assert refused.status_code == 403
     (record,) = api.get(f"{API}/imports").json()["imports"]
-    assert record["status"] == "failed" and record["message"].startswith("could not start the DAG run")
+    assert record["status"] == "failed" and record["message"]["text"].startswith("could not start the DAG run")
 
 
 def test_lists_filter_by_workspace_and_status_newest_first(api, cdp_url):
@@ -181,7 +198,8 @@ def test_cancel_ends_the_import_then_fails_its_run_and_a_finished_one_is_409(api
     record = upload(api, csv_bytes(1)).json()
     cancelled = api.post(f"{API}/imports/{record['id']}/cancel")
     assert cancelled.status_code == 202, cancelled.text
-    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["message"] == "cancelled through the API"
+    assert cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["message"] == {"text": "cancelled through the API", "errors_by_code": None}
     assert cancelled.json()["finished_at"] is not None
     assert airflow.failed == [record["dag_run_id"]]
     again = api.post(f"{API}/imports/{record['id']}/cancel")
@@ -208,6 +226,91 @@ def test_a_rejected_file_s_error_report_in_the_caller_s_language(api, cdp_url):
     assert api.get(f"{API}/imports/{good['id']}/errors.csv").status_code == 404
     done = api.get(f"{API}/imports/{good['id']}").json()
     assert done["result"]["created"] == 2 and done["processed_rows"] == done["total_rows"] == done["rows"] == 2
+
+
+def test_a_rejected_file_s_errors_are_an_object_and_its_reports_urls_of_this_api(api, cdp_url):
+    bad = upload(api, (LINE_HEADER + "\nUbad,Bad,not-an-email,,,,,,,,\n").encode(), name="bad.csv").json()
+    assert run_recorded(cdp_url, bad["id"])["status"] == "validation_failed"
+    record = api.get(f"{API}/imports/{bad['id']}").json()
+    assert record["message"]["errors_by_code"] == {"invalid_email": 1, "invalid_user_id": 1}
+    assert record["message"]["text"].startswith("the file has 2 errors (invalid_email 1, invalid_user_id 1)")
+    assert record["error_report"] == f"http://testserver{API}/imports/{bad['id']}/errors.csv"
+    assert str(ctx(cdp_url).storage.base) not in json.dumps(record)  # no server path
+    (listed,) = [i for i in api.get(f"{API}/imports").json()["imports"] if i["id"] == bad["id"]]
+    assert listed == record
+    report = api.get(record["error_report"])
+    assert report.status_code == 200
+    assert report.content.decode("utf-8-sig").splitlines()[0] == "row,column,value,code,message"
+    assert record["data_docs"] == f"http://testserver{API}/imports/{bad['id']}/data_docs.html"
+    page = api.get(record["data_docs"])  # GX's page, sandboxed: it may show values of the file
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "Great Expectations" in page.text and page.headers["content-security-policy"].startswith("sandbox")
+    good = upload(api, csv_bytes(1, start=550)).json()
+    assert run_recorded(cdp_url, good["id"])["status"] == "completed"
+    assert api.get(f"{API}/imports/{good['id']}").json()["data_docs"] is None
+    assert api.get(f"{API}/imports/{good['id']}/data_docs.html").status_code == 404
+
+
+def shared_email_file(start: int) -> bytes:
+    """Two new contacts with one email: one customer, warning profile_shared on the second row."""
+    rows = [LINE_HEADER] + [f"{line_id(start + n)},Person {n},shared{start}@example.com,,,,,,,," for n in range(2)]
+    return ("\n".join(rows) + "\n").encode()
+
+
+def warning_rows(answer) -> list[list[str]]:
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/csv")
+    rows = [line.split(",") for line in answer.content.decode("utf-8-sig").splitlines()]
+    assert rows[0] == ["row", "column", "value", "code", "message"]
+    return rows[1:]
+
+
+def test_the_warnings_report_is_a_route_of_the_api_the_preview_s_then_the_import_s(api, cdp_url):
+    shared = upload(api, shared_email_file(600), require_approval="true").json()
+    for stage in (tasks.detect_encoding, tasks.map_columns, tasks.validate):
+        stage(ctx(cdp_url), shared["id"])
+    assert tasks.approval_needed(ctx(cdp_url), shared["id"])
+    waiting = api.get(f"{API}/imports/{shared['id']}").json()
+    assert waiting["status"] == "awaiting_approval" and waiting["warnings"] == {"profile_shared": 1}
+    assert waiting["warnings_report"] == f"http://testserver{API}/imports/{shared['id']}/warnings.csv"
+    (preview,) = warning_rows(api.get(waiting["warnings_report"]))
+    assert (preview[0], preview[2], preview[3]) == ("3", "shared600@example.com", "profile_shared")
+
+    for stage in (tasks.upsert_contacts, tasks.bind_teammates, tasks.finalize):
+        stage(ctx(cdp_url), shared["id"])
+    done = api.get(f"{API}/imports/{shared['id']}").json()
+    assert done["status"] == "completed" and done["warnings_report"] == waiting["warnings_report"]
+    (row,) = warning_rows(api.get(done["warnings_report"]))
+    assert row[3] == "profile_shared" and row[2] == "shared600@example.com"
+
+    clean = upload(api, csv_bytes(2, start=650)).json()
+    assert run_recorded(cdp_url, clean["id"])["status"] == "completed"
+    assert api.get(f"{API}/imports/{clean['id']}").json()["warnings_report"] is None
+    assert api.get(f"{API}/imports/{clean['id']}/warnings.csv").status_code == 404
+    assert api.get(f"{API}/imports/00000000-0000-0000-0000-000000000000/warnings.csv").status_code == 404
+
+
+def test_a_waiting_import_says_when_its_dag_is_paused_in_airflow(api, airflow, cdp_url):
+    airflow.paused = True
+    created = upload(api, csv_bytes(1, start=700))
+    assert created.status_code == 202 and created.json()["dag_paused"] is True
+    waiting = created.json()["id"]
+    done = upload(api, csv_bytes(1, start=710)).json()["id"]
+    assert run_recorded(cdp_url, done)["status"] == "completed"
+    assert api.get(f"{API}/imports/{waiting}").json()["dag_paused"] is True
+    listed = {i["id"]: i for i in api.get(f"{API}/imports").json()["imports"]}
+    assert listed[waiting]["dag_paused"] is True and listed[done]["dag_paused"] is None
+    assert set(airflow.dag_reads) == {"Bearer a-token"}  # asked with the caller's own token
+
+    airflow.paused = False  # unpaused in Airflow
+    assert api.get(f"{API}/imports/{waiting}").json()["dag_paused"] is False
+    airflow.paused = None  # Airflow's REST API does not answer: the import is still read
+    unknown = api.get(f"{API}/imports/{waiting}")
+    assert unknown.status_code == 200 and unknown.json()["dag_paused"] is None
+
+    reads = len(airflow.dag_reads)
+    assert api.get(f"{API}/imports", params={"status": "completed"}).json()["imports"]
+    assert len(airflow.dag_reads) == reads  # nothing waiting: Airflow is not asked
 
 
 def test_templates_per_channel_tag_mode_and_workspace(api):
@@ -242,7 +345,7 @@ def test_the_sweep_cancels_unfinished_imports_whose_run_failed_in_airflow(api, c
     for record, expected in ((queued, "cancelled"), (running, "cancelled"), (other, "waiting"), (done, "failed")):
         now = api.get(f"{API}/imports/{record['id']}").json()
         assert now["status"] == expected, (record, now)
-    assert api.get(f"{API}/imports/{queued['id']}").json()["message"] == sweep.MESSAGE
+    assert api.get(f"{API}/imports/{queued['id']}").json()["message"]["text"] == sweep.MESSAGE
     assert api.get(f"{API}/imports/{no_run}").json()["status"] == "waiting"
     assert sweep.sweep(ctx(cdp_url), failed_runs) == []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import inspect
+import json
 import re
 import sys
 
@@ -12,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from contact_import import context, imports
-from contact_import.endpoints import API_URL_PREFIX, PAGE_PATH, PLUGIN_PREFIX
+from contact_import.endpoints import API_PREFIX, API_URL_PREFIX, PAGE_PATH, PLUGIN_PREFIX
 from tests.helpers import ROOT
 
 PLUGINS = ROOT / "plugins"
@@ -20,6 +21,7 @@ sys.path.insert(0, str(PLUGINS))  # as Airflow does with its plugins folder
 
 from contact_imports_api import auth, cdp, docs, schemas  # noqa: E402
 from contact_imports_api.app import app  # noqa: E402
+from contact_imports_api.routes import imports as routes_imports  # noqa: E402
 
 
 @pytest.fixture
@@ -48,26 +50,89 @@ def test_the_plugin_registers_the_app_and_the_page():
     assert plugin.external_views[0]["url_route"] == "contact-imports"
 
 
-def test_the_import_model_types_and_describes_every_key_of_an_import_summary():
+def a_request(root_path: str = PLUGIN_PREFIX):
+    """A request as the app sees it where Airflow's API server mounts it."""
+    from starlette.requests import Request
+
+    return Request({"type": "http", "method": "GET", "scheme": "http", "server": ("airflow.example", 8080),
+                    "path": root_path + API_PREFIX + "/imports", "root_path": root_path, "query_string": b"",
+                    "headers": [(b"host", b"airflow.example:8080")]})
+
+
+def a_summary(**changes):
     now = datetime.datetime.now(datetime.timezone.utc)
     record = {"id": "3f1c0a52-0000-4000-8000-000000000000", "workspace": "demo", "channel": "line",
               "tag_mode": "append", "status": "completed", "source": "api", "file_name": "a.csv",
               "encoding": "utf-8", "delimiter": ",", "total_rows": 3, "processed_rows": 3, "errors": 0,
               "warnings": {}, "preview": {"created": 3}, "result": {"created": 3}, "error_report": None,
               "data_docs": None, "message": None, "dag_run_id": "manual__1", "created_at": now,
-              "started_at": now, "finished_at": now}
-    summary = imports.summary(record)
-    assert set(schemas.Import.model_fields) == set(summary)
-    assert schemas.Import.model_validate(summary).id == record["id"]
+              "started_at": now, "finished_at": now, **changes}
+    return imports.summary(record)
+
+
+def test_the_import_model_types_and_describes_every_key_the_api_answers():
+    answer = routes_imports.present(a_request(), a_summary(), None)
+    assert set(schemas.Import.model_fields) == set(answer)
+    assert schemas.Import.model_validate(answer).id == answer["id"]
 
     spec = app.openapi()
     model = spec["components"]["schemas"]["Import"]
-    assert set(model["properties"]) == set(summary) and set(model["required"]) == set(summary)
+    assert set(model["properties"]) == set(answer) and set(model["required"]) == set(answer)
     for name, field in model["properties"].items():
-        assert field.get("description"), name
         assert "type" in field or "anyOf" in field, name
     assert model["properties"]["status"]["enum"][0] == "waiting"
     assert model["properties"]["created_at"]["anyOf"][0]["format"] == "date-time"
+    assert model["properties"]["message"]["anyOf"][0]["$ref"] == "#/components/schemas/Message"
+
+
+def test_every_field_and_parameter_of_the_openapi_document_is_described():
+    spec = app.openapi()
+    undescribed = [f"{name}.{key}" for name, model in spec["components"]["schemas"].items()
+                   for key, field in model.get("properties", {}).items() if not field.get("description")]
+    undescribed += [f"{method} {path} {param['name']}" for path, operations in spec["paths"].items()
+                    for method, operation in operations.items() for param in operation.get("parameters", [])
+                    if not param.get("description")]
+    undescribed += [f"{method} {path} {code}" for path, operations in spec["paths"].items()
+                    for method, operation in operations.items() for code, answer in operation["responses"].items()
+                    if not answer.get("description") or answer["description"] == "Validation Error"]
+    assert undescribed == []
+    assert {"HTTPValidationError", "ValidationError"}.isdisjoint(spec["components"]["schemas"])
+
+
+def test_a_rejected_file_s_message_is_an_object_and_its_reports_are_urls_of_the_api():
+    stored = "/srv/airflow/files/imports/3f1c0a52-0000-4000-8000-000000000000"
+    answer = routes_imports.present(a_request(), a_summary(
+        status="validation_failed", errors=3, result=None, error_report=f"{stored}/errors.csv",
+        data_docs=f"{stored}/data_docs.html", message='{"invalid_email": 2, "invalid_user_id": 1}'), None)
+    api = f"http://airflow.example:8080{API_URL_PREFIX}/imports/3f1c0a52-0000-4000-8000-000000000000"
+    assert answer["error_report"] == f"{api}/errors.csv" and answer["data_docs"] == f"{api}/data_docs.html"
+    assert answer["message"] == {"errors_by_code": {"invalid_email": 2, "invalid_user_id": 1},
+                                 "text": "the file has 3 errors (invalid_email 2, invalid_user_id 1): nothing was"
+                                         " imported; the rows are in the error report"}
+    assert stored not in json.dumps(answer, default=str)
+    under_base_url = routes_imports.present(a_request("/airflow" + PLUGIN_PREFIX), a_summary(
+        status="validation_failed", error_report=f"{stored}/errors.csv"), None)
+    assert under_base_url["error_report"].startswith(f"http://airflow.example:8080/airflow{API_URL_PREFIX}/")
+
+
+def test_other_messages_are_their_sentence_and_the_paused_hint_is_only_for_a_waiting_run():
+    cancelled = routes_imports.present(a_request(), a_summary(status="cancelled", message="cancelled through the API"),
+                                       True)
+    assert cancelled["message"] == {"text": "cancelled through the API", "errors_by_code": None}
+    assert cancelled["dag_paused"] is None
+    assert routes_imports.present(a_request(), a_summary(status="waiting"), True)["dag_paused"] is True
+    assert routes_imports.present(a_request(), a_summary(status="waiting", dag_run_id=None), True)["dag_paused"] \
+        is None  # the CLI's dag.test() runs whether the DAG is paused or not
+    assert routes_imports.present(a_request(), a_summary(status="completed"), None)["message"] is None
+
+
+def test_the_warnings_report_is_offered_while_it_is_the_import_s_own():
+    for status, url in (("awaiting_approval", True), ("completed", True), ("importing", False),
+                        ("validation_failed", False)):
+        answer = routes_imports.present(a_request(), a_summary(status=status, warnings={"profile_shared": 2}), None)
+        assert (answer["warnings_report"] or "").endswith("/warnings.csv") is url, status
+    assert routes_imports.present(a_request(), a_summary(warnings={"profile_shared": 0}), None)[
+        "warnings_report"] is None
 
 
 def test_the_openapi_document_describes_each_route_s_answers():
@@ -75,6 +140,7 @@ def test_the_openapi_document_describes_each_route_s_answers():
     paths = spec["paths"]
     api = "/api/v1"
     assert set(paths) == {f"{api}/imports", f"{api}/imports/{{import_id}}", f"{api}/imports/{{import_id}}/errors.csv",
+                          f"{api}/imports/{{import_id}}/warnings.csv", f"{api}/imports/{{import_id}}/data_docs.html",
                           f"{api}/imports/{{import_id}}/cancel", f"{api}/templates/{{channel}}.csv"}
 
     def answer(path, method, code):
@@ -88,6 +154,8 @@ def test_the_openapi_document_describes_each_route_s_answers():
     assert answer(f"{api}/imports/{{import_id}}/cancel", "post", 409)["content"]["application/json"]["schema"][
         "$ref"] == ref + "Error"
     assert "text/csv" in answer(f"{api}/templates/{{channel}}.csv", "get", 200)["content"]
+    assert "text/csv" in answer(f"{api}/imports/{{import_id}}/warnings.csv", "get", 200)["content"]
+    assert "text/html" in answer(f"{api}/imports/{{import_id}}/data_docs.html", "get", 200)["content"]
     form = paths[f"{api}/imports"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert form["properties"]["file"]["format"] == "binary" and "channel" in form["required"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

@@ -19,8 +19,12 @@ router = APIRouter(tags=["templates"])
             response_class=Response,
             responses={200: {"content": {"text/csv": {}}, "description": "A header and example rows (UTF-8 with BOM)."},
                        **errors(401, 403, 404, 422, 503)})
-def template(channel: Annotated[str, Path(json_schema_extra={"enum": list(CHANNELS)})], who: Reader, ctx: CDP,
-             tag_mode: Annotated[str, Query(json_schema_extra={"enum": list(TAG_MODES)})] = "append",
+def template(channel: Annotated[str, Path(description="The channel whose User ID column the file starts with.",
+                                          json_schema_extra={"enum": list(CHANNELS)})], who: Reader, ctx: CDP,
+             tag_mode: Annotated[str, Query(description="The tag mode the example rows show: `append` (Tags lists"
+                                                        " tags to add) or `overwrite` (the complete tag list;"
+                                                        " an empty cell removes every tag).",
+                                            json_schema_extra={"enum": list(TAG_MODES)})] = "append",
              workspace: Annotated[str | None, Query(description="Adds this workspace's attributes as columns.")]
              = None) -> Response:
     if channel not in CHANNELS:
