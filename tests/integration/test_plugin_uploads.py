@@ -279,3 +279,33 @@ def test_the_default_limits_take_the_benchmark_s_million_rows(monkeypatch):
     million_rows_mib = 132
     assert config.max_upload_mb() == 512 >= million_rows_mib
     assert config.max_unpacked_mb() == 1024
+
+
+def test_on_object_storage_the_unpacked_file_is_stored_and_nothing_of_a_refused_one(
+        api, airflow, cdp_url, monkeypatch, tmp_path):  # noqa: F811
+    from tests.s3_server import s3_server
+
+    with s3_server("cdp-files") as (endpoint, client):
+        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("CONTACT_IMPORT_STORAGE", "s3://cdp-files/files")
+        monkeypatch.setenv("CONTACT_IMPORT_SCRATCH", str(tmp_path / "scratch"))
+        monkeypatch.setenv("CONTACT_IMPORT_MAX_UPLOAD_MB", "1")
+        monkeypatch.setenv("CONTACT_IMPORT_MAX_UNPACKED_MB", "2")
+
+        def stored_keys() -> list[str]:
+            return sorted(o["Key"] for o in client.list_objects_v2(Bucket="cdp-files").get("Contents", []))
+
+        wrong = zipped(("wa.xlsx", workbook([["WhatsApp User ID", "Name"], ["886911223344", "Amy"]])))
+        assert refused(upload(api, wrong, name="wa.zip"))[0]["code"] == "channel_mismatch"
+        assert refused(upload(api, zeros_gz(64 * 2**20), name="bomb.csv.gz"), 413)[0]["code"] == "unpacked_too_large"
+        assert stored_keys() == [] and import_count(cdp_url) == 0
+        plain = csv_bytes(4, start=900)
+        created = upload(api, zipped(("contacts.csv", plain)), name="contacts.zip")
+        assert created.status_code == 202, created.text
+        record_id = created.json()["id"]
+        assert stored_keys() == [f"files/imports/{record_id}/upload.csv"]
+        assert client.get_object(Bucket="cdp-files", Key=stored_keys()[0])["Body"].read() == plain
+        assert not any((tmp_path / "scratch").rglob("*.*"))  # the spool and the check's copies are gone
+        assert run_recorded(cdp_url, record_id)["status"] == "completed"
