@@ -135,6 +135,18 @@ def _error_line(path, codec: str) -> int:
                 return breaks + 1
 
 
+def _utf8_text_before(sample: bytes) -> bool:
+    """Whether the bytes before the first invalid UTF-8 byte hold real UTF-8 East Asian
+    text: two or more three-byte characters, nearly all common ones. Legacy CJK bytes
+    rarely form even one three-byte sequence, and then a rare character."""
+    try:
+        sample.decode("utf-8")
+        return False
+    except UnicodeDecodeError as exc:
+        wide = [ch for ch in sample[:exc.start].decode("utf-8") if ch >= "\u0800"]
+    return len(wide) >= 2 and sum(map(_is_common, wide)) >= 0.8 * len(wide)
+
+
 def _undetectable(path, candidates) -> None:
     """No encoding reads the whole file: most often two exports glued together (UTF-8
     rows, then Big5 rows). The line named is where the encoding that reads furthest
@@ -156,6 +168,10 @@ def _guess(path, sample: bytes, at_eof: bool) -> str:
     if good >= 20 and good >= 10 * bad:
         # UTF-8 with a few stray bytes: any legacy guess would garble every other name.
         _fail("encoding_undetectable", row=_error_line(path, "utf-8"), detail="invalid UTF-8")
+    if _utf8_text_before(sample):
+        # Rows of UTF-8 East Asian text, then bytes that are not UTF-8: two exports glued
+        # together. A single-byte codec would read both, garbled, however short the file.
+        _fail("encoding_undetectable", row=_error_line(path, "utf-8"), detail="not valid utf-8 from this line on")
     # Cut at a line end: "\n" is never part of a multi-byte character in these encodings.
     cut = sample if at_eof else sample[: sample.rfind(b"\n") + 1] or sample
     # UTF-16/32 are settled above by BOM or zero bytes; the detector only misreads CJK as them.

@@ -110,3 +110,73 @@ def test_many_errors_at_once_one_per_cell_sorted_by_row_and_nothing_written(caps
 def test_a_header_written_twice_is_a_duplicate_column(capsys, cdp_url, demo_workspace, tmp_path):
     result, report = validate(capsys, cdp_url, tmp_path, [f"{line_id(1)},A,B"], header="LINE User ID,Name,Name")
     assert report == [(1, "Name", "duplicate_column")]
+
+
+# ---------------------------------------------------------------- workbooks and phones a number cell changed
+
+def validate_file(capsys, cdp_url, tmp_path, path):
+    code = cli.main(["--db", cdp_url, "validate", str(path), "--workspace", "demo", "--channel", "line",
+                     "--json", "--report-dir", str(tmp_path)])
+    result = json.loads(capsys.readouterr().out)
+    assert code == (1 if result["errors"] else 0)
+    report = list(csv.DictReader(open(result["error_report"], encoding="utf-8-sig"))) if result["errors"] else []
+    return result, [(int(r["row"]), r["column"], r["code"], r["message"]) for r in report]
+
+
+def _padded_xlsx(path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["LINE User ID", "Name", "Phone"])
+    sheet.append([line_id(1), "Amy", 886911000001])
+    sheet.append([line_id(2), "Bob", 912345678])
+    sheet["C3"].number_format = "0000000000"  # shown as 0912345678, as typed
+    book.save(path)
+
+
+def _padded_xls(path):
+    import xlwt
+
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("contacts")
+    for c, title in enumerate(["LINE User ID", "Name", "Phone"]):
+        sheet.write(0, c, title)
+    sheet.write(1, 0, line_id(1)), sheet.write(1, 1, "Amy"), sheet.write(1, 2, 886911000001)
+    sheet.write(2, 0, line_id(2)), sheet.write(2, 1, "Bob")
+    sheet.write(2, 2, 912345678, xlwt.easyxf(num_format_str="0000000000"))  # a format calamine cannot see
+    book.save(path)
+
+
+@pytest.mark.parametrize("make, name, code", [
+    (_padded_xlsx, "book.xlsx", "phone_not_international"),  # read as displayed: 0912345678
+    (_padded_xls, "book.xls", "phone_leading_zero_lost"),  # read as 912345678, which is not +91 2345678
+])
+def test_a_zero_padded_phone_cell_is_never_stored_as_a_foreign_number(capsys, cdp_url, demo_workspace, tmp_path,
+                                                                      make, name, code):
+    make(tmp_path / name)
+    before = table_counts(cdp_url)
+    result, report = validate_file(capsys, cdp_url, tmp_path, tmp_path / name)
+    assert [r[:3] for r in report] == [(3, "Phone", code)]
+    assert "886912345678" in report[0][3]  # the fix, from the workspace's region (TW)
+    assert result["encoding"] == name.rpartition(".")[2]
+    assert table_counts(cdp_url) == before
+
+
+def test_a_csv_phone_that_lost_its_leading_zero_is_rejected_unless_written_with_plus(capsys, cdp_url,
+                                                                                   demo_workspace, tmp_path):
+    result, report = validate(capsys, cdp_url, tmp_path, [GOOD, row(Phone="912345678"),
+                                                          row(LINE_User_ID=line_id(3), Phone="+912345678",
+                                                              Email="c@example.com")])
+    assert report == [(3, "Phone", "phone_leading_zero_lost")]
+    assert result["errors_by_code"] == {"phone_leading_zero_lost": 1}
+
+
+def test_two_exports_glued_together_are_rejected_on_the_line_where_the_second_begins(capsys, cdp_url,
+                                                                                   demo_workspace, tmp_path):
+    first = "\n".join([LINE_HEADER, GOOD, row(Name="王小明")]) + "\n"
+    second = row(LINE_User_ID=line_id(3), Name="陳怡君", Email="c@example.com") + "\n"
+    path = tmp_path / "glued.csv"
+    path.write_bytes(first.encode("utf-8") + second.encode("big5"))
+    result, report = validate_file(capsys, cdp_url, tmp_path, path)
+    assert [r[:3] for r in report] == [(4, "", "encoding_undetectable")]

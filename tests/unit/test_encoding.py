@@ -291,6 +291,13 @@ def test_two_exports_glued_together_name_the_line_where_the_second_begins(tmp_pa
     assert issue.message("en") and issue.message("zh-TW")
 
 
+def test_a_short_glued_file_is_not_read_garbled_by_a_single_byte_codec(tmp_path):
+    # Two names only: too little for the detector, which would take cp1256 and garble both.
+    data = "LINE User ID,Name\nU1,王小明\n".encode("utf-8") + "U2,陳怡君\n".encode("big5")
+    issue = fails(tmp_path, data, "encoding_undetectable")
+    assert issue.row == 3
+
+
 def test_invalid_byte_after_the_sample(tmp_path, monkeypatch):
     monkeypatch.setattr(encoding, "SAMPLE_BYTES", 64)
     data = render(table(NAMES_TW, ADDR_TW)).encode("utf-8") + b"U9,\xff\xfe,x\r\n"

@@ -130,7 +130,7 @@ def test_normalise_phones_matches_single_and_keeps_order():
 def test_phone_cache_keyed_on_digits_and_only_needed_region():
     _check_phone_digits.cache_clear()
     normalise_phone("+886 911 223 344", "TW")
-    normalise_phone("886-911-223-344", "HK")  # same digits; the region is irrelevant
+    normalise_phone("+886-911-223-344", "HK")  # same digits; with "+" the region is irrelevant
     normalise_phone("0911223344", "TW")
     normalise_phone("0911223344")
     info = _check_phone_digits.cache_info()
