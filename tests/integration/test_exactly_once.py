@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from contact_import import db, import_folder, imports, intake, statuses, tasks, workspaces
+from contact_import import db, import_folder, imports, intake, statuses, tasks, unchanged, workspaces
 from tests.helpers import EXAMPLES, LINE_HEADER, ctx, exported, line_id, run_stages, write_csv
 
 
@@ -78,6 +78,63 @@ def test_a_killed_upsert_resumes_and_ends_like_one_clean_run(cdp_url, second_cdp
     clean_contacts = exported(second_cdp_url)
     assert _without_ids(resumed) == _without_ids(clean_contacts)
     assert _profiles(resumed) == _profiles(clean_contacts)
+
+
+def _kill_upsert_after(url, import_id, rows):
+    child = subprocess.Popen([sys.executable, "-c", "import sys; from contact_import import context, tasks;"
+                              " tasks.upsert_contacts(context.for_command_line(sys.argv[1]), sys.argv[2])", url, import_id])
+    deadline = time.monotonic() + 120
+    while processed(url, import_id) < rows and child.poll() is None:
+        assert time.monotonic() < deadline, "the upsert made no progress"
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+
+def changed_file(path, rows=3000):
+    """big_file with every 7th row renamed and every 11th row's tags changed: a daily
+    snapshot whose other rows the CDP holds already."""
+    lines = big_file(path, rows).read_text(encoding="utf-8").splitlines()
+    for n in range(1, len(lines)):
+        if n % 7 == 0:
+            lines[n] = lines[n].replace(f"Person {n - 1},", f"Renamed {n - 1},")
+        if n % 11 == 0:
+            lines[n] = lines[n].replace('"T', '"New,T', 1)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("kill_after_rows", [2700, 2800])
+def test_a_killed_re_import_with_unchanged_rows_ends_like_one_clean_run(cdp_url, second_cdp_url, demo_workspace,
+                                                                       tmp_path, kill_after_rows, monkeypatch):
+    """The rows left out as unchanged are counted when the upsert starts; a retry resumes
+    after the last committed chunk of the others and ends as a clean run does."""
+    monkeypatch.setenv("CONTACT_IMPORT_CHUNK_ROWS", "100")
+    with db.transaction(second_cdp_url) as conn:
+        workspaces.apply(conn, workspaces.load_file(EXAMPLES / "demo-workspace.yaml"))
+    first = big_file(tmp_path / "first.csv")
+    for url in (cdp_url, second_cdp_url):
+        assert run_stages(url, first)["status"] == statuses.COMPLETED
+    snapshot = changed_file(tmp_path / "snapshot.csv")
+    import_id = prepared_import(cdp_url, snapshot)
+    with db.transaction(cdp_url) as conn:
+        left_out = unchanged.count(Path(imports.get(conn, import_id)["work_dir"]) / import_folder.UNCHANGED)
+    assert left_out > 2000, "most rows skip the full path"
+    _kill_upsert_after(cdp_url, import_id, kill_after_rows)
+    assert left_out <= processed(cdp_url, import_id) < 3000, "killed part-way"
+    for stage in (tasks.upsert_contacts, tasks.bind_teammates, tasks.finalize):
+        stage(ctx(cdp_url), import_id)
+    with db.transaction(cdp_url) as conn:
+        record = imports.get(conn, import_id)
+    monkeypatch.setenv("CONTACT_IMPORT_UNCHANGED_SHORTCUT", "0")
+    clean = run_stages(second_cdp_url, snapshot)
+    assert record["status"] == clean["status"] == statuses.COMPLETED
+    assert record["processed_rows"] == clean["processed_rows"] == 3000
+    assert record["result"] == clean["result"] and record["result"]["updated"] > 0
+    assert record["warnings"] == clean["warnings"]
+    assert warnings_report(record) == warnings_report(clean)
+    assert _without_ids(exported(cdp_url)) == _without_ids(exported(second_cdp_url))
+    assert _profiles(exported(cdp_url)) == _profiles(exported(second_cdp_url))
 
 
 def _without_ids(contacts):
