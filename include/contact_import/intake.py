@@ -102,10 +102,8 @@ def _header(stored: storage.UPath, work: Path) -> list[str] | None:
         if local.stat().st_size > WORKBOOK_CHECK_BYTES:
             return None
         return reading.detect(local, work).header
-    if not whole:
-        head = _to_last_line_end(head[:HEAD_BYTES])
-        if not head:
-            return None
+    if not whole:  # no line end at all: the first bytes may still tell it is no table
+        head = _to_last_line_end(head[:HEAD_BYTES]) or head[:HEAD_BYTES]
     sample = work / "head"
     sample.write_bytes(head)
     try:

@@ -86,6 +86,7 @@ def test_a_file_of_another_channel_is_named_at_once_in_the_caller_s_language(api
     (LINE_HEADER.encode() + b"\n", "header-only.csv", ["file_empty"]),
     (b"Dear team,\nplease find the contacts below.\n", "notes.txt", ["unknown_column", "missing_required_column"]),
     (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "contacts.pdf", ["not_a_table"]),
+    (bytes(range(256)) * 8192, "export.dat", ["not_a_table"]),  # 2 MiB of binary without a line end
     (b"LINE User ID,Name\n\"U4af4980629a2b2c3d4e5f60718293a4b,never closed\n", "open-quote.csv", ["malformed_csv"]),
 ])
 def test_what_the_first_bytes_decide_is_refused_with_the_dag_s_code(api, nothing_left, content, name, codes):
