@@ -57,7 +57,9 @@ def test_an_upload_runs_to_completed_and_a_bad_file_has_its_error_report(airflow
     bad = upload(admin, (LINE_HEADER + "\nUbad,Bad,not-an-email,,,,,,,,\n").encode(), name="bad.csv").json()
     failed = wait_for(airflow, admin, bad["id"], {"completed", "failed", "validation_failed"})
     assert failed["status"] == "validation_failed" and failed["errors"] == 2
-    report = admin.get(f"{API}/imports/{bad['id']}/errors.csv")
+    assert failed["message"]["errors_by_code"] == {"invalid_email": 1, "invalid_user_id": 1}
+    assert failed["error_report"] == f"{airflow.base_url}{API}/imports/{bad['id']}/errors.csv"  # a URL, not a path
+    report = admin.get(failed["error_report"])
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/csv")
     rows = report.content.decode("utf-8-sig").splitlines()
     assert rows[0] == "row,column,value,code,message" and len(rows) == 3
@@ -215,8 +217,30 @@ def test_a_queued_run_marked_failed_in_airflow_shows_its_import_cancelled(airflo
     marked = admin.patch(f"/api/v2/dags/contact_import/dagRuns/{queued['dag_run_id']}", json={"state": "failed"})
     assert marked.status_code == 200, marked.text
     record = wait_for(airflow, admin, queued["id"], {"cancelled", "completed", "failed"}, timeout=SWEEP_TIMEOUT)
-    assert record["status"] == "cancelled" and "marked failed in Airflow" in record["message"]
+    assert record["status"] == "cancelled" and "marked failed in Airflow" in record["message"]["text"]
     assert wait_for(airflow, admin, first["id"], {"completed", "failed", "cancelled"})["status"] == "completed"
+
+
+def test_a_waiting_import_whose_dag_is_paused_says_so_and_runs_once_it_is_unpaused(airflow):
+    """A paused DAG keeps its runs queued: the import tells why it waits (the page shows the
+    same hint), and runs as soon as the DAG is switched on in Airflow."""
+    admin, viewer = client_for(airflow, "admin"), client_for(airflow, "viewer")
+    dag = "/api/v2/dags/contact_import"
+    assert admin.patch(dag, json={"is_paused": True}).json()["is_paused"] is True
+    try:
+        created = upload(admin, csv_bytes(2, start=95_000), workspace="other")
+        assert created.status_code == 202 and created.json()["dag_paused"] is True, created.text
+        record = created.json()
+        time.sleep(5)  # long enough for the scheduler to start an unpaused run
+        waiting = admin.get(f"{API}/imports/{record['id']}").json()
+        assert waiting["status"] == "waiting" and waiting["dag_paused"] is True
+        (listed,) = [i for i in viewer.get(f"{API}/imports", params={"status": "waiting"}).json()["imports"]
+                     if i["id"] == record["id"]]
+        assert listed["dag_paused"] is True  # a viewer is told too: Airflow lets it read the DAG
+    finally:
+        assert admin.patch(dag, json={"is_paused": False}).json()["is_paused"] is False
+    done = wait_for(airflow, admin, record["id"], {"completed", "failed", "cancelled"})
+    assert done["status"] == "completed" and done["dag_paused"] is None
 
 
 @pytest.mark.parametrize("answer", ["Approve", "Reject"])
@@ -244,7 +268,7 @@ def test_an_import_requiring_approval_waits_in_airflow_s_approval_step(airflow, 
         assert done["status"] == "completed" and done["result"]["created"] == 7
         assert contacts_in(airflow, "other") == before + 7
     else:
-        assert done["status"] == "cancelled" and "rejected" in done["message"]
+        assert done["status"] == "cancelled" and "rejected" in done["message"]["text"]
         assert contacts_in(airflow, "other") == before
 
 
