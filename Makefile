@@ -27,6 +27,8 @@ test: setup chromium
 chromium:
 	bash scripts/ensure_chromium.sh
 
+# AIRFLOW_PORT=8090 moves the API server and both log servers (two checkouts side by side); this
+# project's DAGs are unpaused at every start. See scripts/airflow_local.py.
 airflow: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/airflow_local.py
 
