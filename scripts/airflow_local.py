@@ -2,7 +2,8 @@
 
 Runs `airflow standalone` (API server and UI, scheduler with LocalExecutor, dag-processor,
 triggerer; SQLite metadata) in the foreground, after making sure the CDP database is
-migrated and the demo workspace applied. Ctrl-C (or SIGTERM) stops every Airflow process.
+migrated and the demo workspace applied, and that this project's DAGs are not recorded
+paused in Airflow's metadata. Ctrl-C (or SIGTERM) stops every Airflow process.
 
 With AIRFLOW_LOCAL_EXECUTOR=celery (`make airflow-celery`) it runs the distributed set-up
 of docs/operations.md on this one machine instead: CeleryExecutor, Redis as broker, PostgreSQL
@@ -231,17 +232,19 @@ url = make_url(conf.get("database", "sql_alchemy_conn"))
 if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).is_file()):
     print("[]"); sys.exit(0)
 engine = create_engine(url, poolclass=NullPool)
+paused = []
 try:
     with engine.begin() as conn:
-        if not inspect(conn).has_table("dag"):
-            print("[]"); sys.exit(0)
-        ids = bindparam("ids", expanding=True)
-        paused = [r[0] for r in conn.execute(
-            text("SELECT dag_id FROM dag WHERE dag_id IN :ids AND is_paused ORDER BY dag_id").bindparams(ids),
-            {"ids": sys.argv[1:]})]
-        if paused:
-            conn.execute(text("UPDATE dag SET is_paused = :no WHERE dag_id IN :ids").bindparams(ids),
-                         {"no": False, "ids": paused})
+        if inspect(conn).has_table("dag"):
+            ids = bindparam("ids", expanding=True)
+            paused = [r[0] for r in conn.execute(
+                text("SELECT dag_id FROM dag WHERE dag_id IN :ids AND is_paused ORDER BY dag_id").bindparams(ids),
+                {"ids": sys.argv[1:]})]
+            if paused:
+                conn.execute(text("UPDATE dag SET is_paused = :no WHERE dag_id IN :ids").bindparams(ids),
+                             {"no": False, "ids": paused})
+except Exception as exc:  # one line for the parent's message, not a traceback
+    sys.exit(f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}")
 finally:
     engine.dispose()
 print(json.dumps(paused))
