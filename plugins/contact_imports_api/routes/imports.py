@@ -11,6 +11,7 @@ from typing import Annotated, Any, Iterator
 
 import anyio
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -18,8 +19,9 @@ from starlette.concurrency import run_in_threadpool
 from contact_import import config, db, imports, intake, statuses, storage, workspaces
 from contact_import.channels import CHANNELS, TAG_MODES
 from contact_import.context import Context
+from contact_import.endpoints import API_PREFIX, IMPORT_DAG_ID
 from contact_import.errors import ImportFileError, Issue, advised_message, normalise_lang
-from contact_import.import_folder import report_path
+from contact_import.import_folder import WARNINGS, report_path
 
 from .. import airflow_client, uploads
 from ..auth import Caller, Reader, Writer
@@ -61,6 +63,77 @@ def read_import(ctx: Context, import_id: str) -> dict[str, Any]:
             return imports.summary(imports.get(conn, import_id))
         except imports.ImportNotFound:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no import {import_id}") from None
+
+
+ImportId = Annotated[str, PathParam(description="The import's id (a UUID).")]
+# the statuses in which the import folder's warnings.csv is the import's: the preview's while
+# it awaits approval, finalize's once completed (during the upsert it is still the preview's)
+WARNINGS_REPORTED = (statuses.AWAITING_APPROVAL, statuses.COMPLETED)
+
+
+def api_url(request: Request, path: str) -> str:
+    """An absolute URL of this API, wherever Airflow's API server mounts the app (its
+    root_path carries the mount and any [api] base_url path)."""
+    return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}{API_PREFIX}{path}"
+
+
+def _message(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The library keeps a rejected file's errors by code as a JSON object in `message`; the
+    API gives it as an object, with a sentence."""
+    text = record.get("message")
+    if not text:
+        return None
+    if record["status"] == statuses.VALIDATION_FAILED:
+        try:
+            by_code = json.loads(text)
+        except ValueError:
+            by_code = None
+        if isinstance(by_code, dict) and all(isinstance(v, int) for v in by_code.values()):
+            total = record.get("errors") or sum(by_code.values())
+            counted = ", ".join(f"{code} {count}" for code, count in by_code.items())
+            return {"text": f"the file has {total} {'error' if total == 1 else 'errors'} ({counted}):"
+                            " nothing was imported; the rows are in the error report",
+                    "errors_by_code": by_code}
+    return {"text": text, "errors_by_code": None}
+
+
+def present(request: Request, record: dict[str, Any], dag_paused: bool | None) -> dict[str, Any]:
+    """An import summary as this API answers it (schemas.Import): reports as URLs of this
+    API, never where storage keeps them; `dag_paused` only for a waiting import with a DAG run."""
+    path = f"/imports/{record['id']}"
+    waiting = record["status"] == statuses.WAITING and record.get("dag_run_id")
+    return {
+        **record,
+        "error_report": api_url(request, f"{path}/errors.csv") if record.get("error_report") else None,
+        "data_docs": api_url(request, f"{path}/data_docs.html") if record.get("data_docs") else None,
+        "warnings_report": api_url(request, f"{path}/warnings.csv")
+        if record["status"] in WARNINGS_REPORTED and any((record.get("warnings") or {}).values()) else None,
+        "message": _message(record),
+        "dag_paused": dag_paused if waiting else None,
+    }
+
+
+def present_all(request: Request, who: Caller, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Imports as this API answers them; Airflow is asked whether the import DAG is paused
+    once, and only when one of them waits for its DAG run."""
+    paused = None
+    if any(r["status"] == statuses.WAITING and r.get("dag_run_id") for r in records):
+        paused = airflow_client.dag_paused(airflow_client.base_url(request), who)
+    return [present(request, r, paused) for r in records]
+
+
+def _stored_record(ctx: Context, import_id: str) -> dict[str, Any]:
+    """The import's row (with its storage folder); 404 when there is none."""
+    with db.transaction(ctx.cdp_url) as conn:
+        try:
+            return imports.get(conn, import_id)
+        except imports.ImportNotFound:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no import {import_id}") from None
+
+
+def _csv(content: bytes, name: str, lang: str) -> Response:
+    return Response(content, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Language": lang, "Content-Disposition": f'attachment; filename="{name}"'})
 
 
 def _flag(value: str | None) -> bool:
@@ -207,13 +280,14 @@ async def upload(request: Request, who: Writer, ctx: CDP) -> Any:
             return _refusal(exc, lang)
         raise
     conf = {**options, "mapping": options["mapping"] or {}, "file": str(form.stored), "import_id": import_id}
-    return await run_in_threadpool(_start_run, ctx, airflow_client.base_url(request), who, import_id, conf)
+    started = await run_in_threadpool(_start_run, ctx, airflow_client.base_url(request), who, import_id, conf)
+    return (await run_in_threadpool(present_all, request, who, [started]))[0]
 
 
 @router.get("/imports", response_model=ImportList, summary="Imports, newest first",
             response_description="The imports, newest first.",
             responses=errors(401, 403, 404, 422, 503))
-def list_imports(who: Reader, ctx: CDP,
+def list_imports(request: Request, who: Reader, ctx: CDP,
                  workspace: Annotated[str | None, Query(description="Only this workspace's (its slug).")] = None,
                  status_: Annotated[str | None, Query(alias="status", description="Only imports in this status.",
                                                       json_schema_extra=_OPTIONAL_STATUS)] = None,
@@ -230,21 +304,23 @@ def list_imports(who: Reader, ctx: CDP,
             except LookupError:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no workspace {workspace!r}") from None
         records = imports.list_imports(conn, workspace_id, status_, limit)
-    return {"imports": [imports.summary(r) for r in records]}
+    return {"imports": present_all(request, who, [imports.summary(r) for r in records])}
 
 
 @router.get("/imports/{import_id}", response_model=Import,
-            summary="One import: status, progress, counts, warnings", response_description="The import.",
+            summary="One import: status, progress, counts, warnings, reports", response_description="The import.",
+            description=f"A waiting import says whether DAG `{IMPORT_DAG_ID}` is paused in Airflow"
+                        " (`dag_paused`): its run starts only once the DAG is unpaused.",
             responses=errors(401, 403, 404, 503))
-def get_import(import_id: str, who: Reader, ctx: CDP) -> dict[str, Any]:
-    return read_import(ctx, import_id)
+def get_import(import_id: ImportId, request: Request, who: Reader, ctx: CDP) -> dict[str, Any]:
+    return present_all(request, who, [read_import(ctx, import_id)])[0]
 
 
 @router.get("/imports/{import_id}/errors.csv", summary="The error report of a rejected file",
             response_class=Response, responses={200: {"content": {"text/csv": {}},
                                                       "description": "row,column,value,code,message"},
                                                 **errors(401, 403, 404, 503)})
-def error_report(import_id: str, request: Request, who: Reader, ctx: CDP) -> Response:
+def error_report(import_id: ImportId, request: Request, who: Reader, ctx: CDP) -> Response:
     """Messages in English or Traditional Chinese, by the request's Accept-Language."""
     record = read_import(ctx, import_id)
     if not record.get("error_report"):
@@ -254,15 +330,46 @@ def error_report(import_id: str, request: Request, who: Reader, ctx: CDP) -> Res
     if not report.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"import {import_id} has no error report")
     # at most CONTACT_IMPORT_MAX_ERRORS rows: read whole, from local or object storage
-    return Response(report.read_bytes(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Language": lang,
-                             "Content-Disposition": f'attachment; filename="errors-{import_id}.csv"'})
+    return _csv(report.read_bytes(), f"errors-{import_id}.csv", lang)
+
+
+@router.get("/imports/{import_id}/warnings.csv", summary="The rows behind an import's warnings",
+            response_class=Response, responses={200: {"content": {"text/csv": {}},
+                                                      "description": "row,column,value,code,message (English)"},
+                                                **errors(401, 403, 404, 503)})
+def warnings_report(import_id: ImportId, who: Reader, ctx: CDP) -> Response:
+    """The rows counted in `warnings` (profile_shared, identity_conflict, ...), imported
+    anyway: the preview's while the import awaits approval, the import's own once it
+    completed. 404 when it has none."""
+    record = _stored_record(ctx, import_id)
+    if record["status"] not in WARNINGS_REPORTED or not record.get("work_dir"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"import {import_id} has no warnings report")
+    report = ctx.storage.path(record["work_dir"]) / WARNINGS
+    if not report.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"import {import_id} has no warnings report")
+    # one row per warning: at most a few rows per row of the file, read whole like the error report
+    return _csv(report.read_bytes(), f"warnings-{import_id}.csv", "en")
+
+
+@router.get("/imports/{import_id}/data_docs.html", summary="Great Expectations' page of a failed validation",
+            response_class=Response, responses={200: {"content": {"text/html": {}},
+                                                      "description": "Great Expectations' Data Docs page"},
+                                                **errors(401, 403, 404, 503)})
+def data_docs(import_id: ImportId, who: Reader, ctx: CDP) -> Response:
+    """Served sandboxed: the page shows values from the uploaded file, and in a sandbox its
+    scripts run in an origin of their own, without the Airflow session."""
+    record = read_import(ctx, import_id)
+    page = ctx.storage.path(record["data_docs"]) if record.get("data_docs") else None
+    if page is None or not page.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"import {import_id} has no Great Expectations page")
+    return Response(page.read_bytes(), media_type="text/html; charset=utf-8",
+                    headers={"Content-Security-Policy": "sandbox allow-scripts allow-popups"})
 
 
 @router.post("/imports/{import_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=Import,
              summary="Cancel a waiting or running import",
              response_description="The import, cancelled.", responses=errors(401, 403, 404, 409, 502, 503))
-def cancel(import_id: str, request: Request, who: Writer, ctx: CDP) -> dict[str, Any]:
+def cancel(import_id: ImportId, request: Request, who: Writer, ctx: CDP) -> dict[str, Any]:
     """The import ends `cancelled` and its DAG run is marked failed: a waiting run never
     starts; a running one is stopped by Airflow and keeps the chunks it committed. 409
     once the import has ended."""
@@ -276,4 +383,4 @@ def cancel(import_id: str, request: Request, who: Writer, ctx: CDP) -> dict[str,
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     if dag_run_id:
         airflow_client.fail_run(airflow_client.base_url(request), who, dag_run_id)
-    return read_import(ctx, import_id)
+    return present(request, read_import(ctx, import_id), None)
