@@ -24,10 +24,12 @@ has not, the import is validated again with the shortcut off.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import config, db, workspaces
@@ -76,41 +78,45 @@ def fingerprints(frame: pd.DataFrame, digest: str) -> pd.Series:
 class Matcher:
     """Finds, chunk by chunk during validation, the rows whose fingerprint their contact holds.
 
-    Works in temporary tables of validation's connection: the rows matched so far with
-    their contacts and customers, and (while any matched) the User IDs, emails and
-    phones of the rows taking the full path, to find the matched rows those reach.
+    The fingerprints the workspace's contacts of the channel hold are loaded once, as a
+    sorted array (32 bytes a contact), so a chunk is matched in memory. A row whose
+    fingerprint is among them has the cells (User ID included) of the row that contact's
+    fingerprint was made from; `reached` confirms each against its contact in one join.
+    The rows matched, with their contacts and customers, and (while any matched) the
+    User IDs, emails and phones of the rows taking the full path are kept in temporary
+    tables of validation's connection.
     """
 
     def __init__(self, conn, ws: workspaces.Workspace, channel: Channel) -> None:
         self.conn, self.ws, self.channel = conn, ws, channel
         with conn.cursor() as cur:
-            cur.execute("""SELECT EXISTS (SELECT 1 FROM cdp.contact_fingerprints f
-                                          JOIN cdp.contacts c ON c.id = f.contact_id
-                                          WHERE c.workspace_id = %s AND c.channel = %s)""", (ws.id, channel.name))
-            self.active = cur.fetchone()[0]
+            stored = io.BytesIO()
+            cur.copy_expert(cur.mogrify(
+                "COPY (SELECT replace(f.fingerprint::text, '-', '') FROM cdp.contact_fingerprints f"
+                " JOIN cdp.contacts c ON c.id = f.contact_id WHERE c.workspace_id = %s AND c.channel = %s)"
+                " TO STDOUT", (ws.id, channel.name)).decode(), stored)
+            self._stored = np.sort(np.frombuffer(stored.getbuffer(), dtype=[("print", "S32"), ("end", "S1")])["print"])
+            self.active = len(self._stored) > 0
             if self.active:
-                cur.execute("""DROP TABLE IF EXISTS unchanged_rows, chunk_prints, full_path_rows;
+                cur.execute("""DROP TABLE IF EXISTS matched_rows, unchanged_rows, full_path_rows;
+                               CREATE TEMP TABLE matched_rows (row int, user_id text, fingerprint uuid);
                                CREATE TEMP TABLE unchanged_rows (row int PRIMARY KEY, contact_id bigint,
                                    customer_id bigint, fingerprint uuid);
-                               CREATE TEMP TABLE chunk_prints (row int, user_id text, fingerprint uuid);
                                CREATE TEMP TABLE full_path_rows (user_id text, email text, phone text)""")
+        self._confirmed = False
 
     def match(self, user_ids: pd.Series, prints: pd.Series) -> set[int]:
-        """The rows of a chunk (index = file line) whose contact holds their fingerprint."""
+        """The rows of a chunk (index = file line) whose fingerprint a contact holds."""
         if not self.active:
             return set()
-        present = user_ids.notna()
+        keys = np.array(prints.tolist(), dtype="S32")
+        at = np.minimum(np.searchsorted(self._stored, keys), len(self._stored) - 1)
+        hit = (self._stored[at] == keys) & user_ids.notna().to_numpy()
+        if not hit.any():
+            return set()
         with self.conn.cursor() as cur:
-            cur.execute("TRUNCATE chunk_prints")
-            db.copy_rows(cur, "chunk_prints", zip(user_ids.index[present], user_ids[present], prints[present]),
-                         analyze=False)
-            cur.execute("""INSERT INTO unchanged_rows
-                           SELECT p.row, c.id, c.customer_id, p.fingerprint FROM chunk_prints p
-                           JOIN cdp.contacts c ON c.workspace_id = %s AND c.channel = %s
-                                              AND c.channel_user_id = p.user_id
-                           JOIN cdp.contact_fingerprints f ON f.contact_id = c.id AND f.fingerprint = p.fingerprint
-                           RETURNING row""", (self.ws.id, self.channel.name))
-            return {row for (row,) in cur.fetchall()}
+            db.copy_rows(cur, "matched_rows", zip(user_ids.index[hit], user_ids[hit], prints[hit]), analyze=False)
+        return set(user_ids.index[hit].tolist())
 
     def full_path(self, rows: pd.DataFrame) -> None:
         """Normalised rows taking the full path: what they reach decides which matched rows must join them."""
@@ -120,10 +126,22 @@ class Matcher:
                              analyze=False)
 
     def reached(self) -> set[int]:
-        """Matched rows whose customer a full-path row reaches, or another matched row shares."""
+        """Matched rows that must take the full path after all: those whose contact does
+        not hold their fingerprint (changed since the array was loaded), and those whose
+        customer a full-path row reaches, or another matched row shares."""
         if not self.active:
             return set()
         with self.conn.cursor() as cur:
+            if not self._confirmed:
+                cur.execute("ANALYZE matched_rows")
+                cur.execute("""INSERT INTO unchanged_rows
+                               SELECT m.row, c.id, c.customer_id, m.fingerprint FROM matched_rows m
+                               JOIN cdp.contacts c ON c.workspace_id = %s AND c.channel = %s
+                                                  AND c.channel_user_id = m.user_id
+                               JOIN cdp.contact_fingerprints f ON f.contact_id = c.id
+                                                              AND f.fingerprint = m.fingerprint""",
+                            (self.ws.id, self.channel.name))
+                self._confirmed = True
             cur.execute("ANALYZE unchanged_rows; ANALYZE full_path_rows")
             cur.execute("""
                 WITH reached AS (
@@ -135,14 +153,17 @@ class Matcher:
                     UNION SELECT cu.id FROM full_path_rows r
                     JOIN cdp.customers cu ON cu.workspace_id = %(ws)s AND cu.phone = r.phone
                     UNION SELECT customer_id FROM unchanged_rows GROUP BY customer_id HAVING count(*) > 1)
-                SELECT row FROM unchanged_rows WHERE customer_id IN (SELECT customer_id FROM reached)""",
+                SELECT row FROM unchanged_rows WHERE customer_id IN (SELECT customer_id FROM reached)
+                UNION SELECT row FROM matched_rows WHERE row NOT IN (SELECT row FROM unchanged_rows)""",
                         {"ws": self.ws.id, "ch": self.channel.name})
             return {row for (row,) in cur.fetchall()}
 
     def drop(self, rows: set[int]) -> None:
         """`rows` take the full path after all: validation runs again, matching no more rows."""
         with self.conn.cursor() as cur:
-            cur.execute("DELETE FROM unchanged_rows WHERE row = ANY(%s); TRUNCATE full_path_rows", (sorted(rows),))
+            cur.execute("DELETE FROM unchanged_rows WHERE row = ANY(%(rows)s);"
+                        " DELETE FROM matched_rows WHERE row = ANY(%(rows)s); TRUNCATE full_path_rows",
+                        {"rows": sorted(rows)})
 
     def write(self, path: Path) -> int:
         """The unchanged rows' contacts and fingerprints, for the upsert's check; their count."""
