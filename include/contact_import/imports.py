@@ -18,11 +18,18 @@ COUNT_KEYS = ("created", "updated", "unchanged", "customers_created", "tags_adde
               "bound", "unbound")
 NOW = sql.SQL("now()")  # a field value meaning the database's clock
 
+# The steps of a running import, in order (docs/operations.md#progress): detect_encoding and
+# map_columns read, validate checks (and makes the preview when someone will approve),
+# upsert_contacts imports, bind_teammates binds.
+READING, CHECKING, PREVIEW, IMPORTING, BINDING = "reading", "checking", "preview", "importing", "binding"
+STEPS = (READING, CHECKING, PREVIEW, IMPORTING, BINDING)
+
 _COLUMNS = """i.id::text AS id, w.slug AS workspace, i.channel, i.tag_mode, i.status, i.source,
     i.file_name, i.file_uri, i.file_sha256, i.work_dir, i.encoding, i.delimiter, i.mapping,
     i.require_approval, i.total_rows, i.processed_rows, i.last_chunk, i.errors, i.warnings,
     i.preview, i.result, i.timings, i.error_report, i.data_docs, i.message, i.dag_run_id,
-    i.created_at, i.started_at, i.finished_at, i.updated_at"""
+    i.created_at, i.started_at, i.finished_at, i.updated_at, i.step, i.step_rows, i.step_rows_at_start,
+    i.step_started_at, i.step_updated_at, clock_timestamp() AS read_at"""
 
 
 class ImportNotFound(LookupError):
@@ -132,13 +139,35 @@ def record_chunk(conn, import_id: str, number: int, rows: int, result: dict[str,
     """An upsert chunk's checkpoint, committed with the chunk's writes: the counts so far,
     and the chunk's warnings with their rows."""
     with conn.cursor() as cur:
+        # clock_timestamp(): now() would be when the chunk's transaction began, a chunk ago
         cur.execute("UPDATE cdp.imports SET last_chunk = %s, processed_rows = processed_rows + %s,"
+                    " step_rows = processed_rows + %s, step_updated_at = clock_timestamp(),"
                     " result = %s, warnings = %s, updated_at = now() WHERE id = %s",
-                    (number, rows, json.dumps(result), json.dumps(warnings), import_id))
+                    (number, rows, rows, json.dumps(result), json.dumps(warnings), import_id))
         if found:
             copy_rows(cur, "cdp.import_warnings",
                       ((import_id, i.row, i.column, i.value, i.code, json.dumps(i.params, ensure_ascii=False))
                        for i in found), ("import_id", "row", "column", "value", "code", "params"), analyze=False)
+
+
+def start_step(conn, import_id: str, step: str, rows_done: int = 0) -> None:
+    """The import enters `step` (one of STEPS). rows_done: rows already done when it starts
+    (rows validation left out as unchanged, chunks an earlier attempt committed); they
+    count as done but not towards the rate."""
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}")
+    with conn.cursor() as cur:
+        cur.execute("UPDATE cdp.imports SET step = %s, step_rows = %s, step_rows_at_start = %s,"
+                    " step_started_at = clock_timestamp(), step_updated_at = clock_timestamp() WHERE id = %s",
+                    (step, rows_done, rows_done, import_id))
+
+
+def record_progress(conn, import_id: str, step: str, rows_done: int) -> None:
+    """Rows of the file done so far in `step`: one small UPDATE, meant for its own short
+    transaction once per chunk. A late write of a step the import has left changes nothing."""
+    with conn.cursor() as cur:
+        cur.execute("UPDATE cdp.imports SET step_rows = %s, step_updated_at = clock_timestamp()"
+                    " WHERE id = %s AND step = %s", (rows_done, import_id, step))
 
 
 def forget_warnings(conn, import_id: str) -> None:
@@ -167,4 +196,31 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
     for key in ("created_at", "started_at", "finished_at"):
         value = record.get(key)
         out[key] = value.isoformat() if value is not None else None
+    out["progress"] = progress(record)
     return out
+
+
+def progress(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The running step, its rows done of the file's, the rate since the step started and
+    the time left at that rate; None unless the import is validating or importing.
+
+    The time left counts down from the last chunk to when the record was read (`read_at`,
+    the database's clock), so it moves between chunks too."""
+    from . import statuses  # statuses imports this module
+
+    step = record.get("step")
+    if step is None or record.get("status") not in (statuses.VALIDATING, statuses.IMPORTING):
+        return None
+    done, total = record.get("step_rows") or 0, record.get("total_rows")
+    started, updated = record.get("step_started_at"), record.get("step_updated_at")
+    moved = done - (record.get("step_rows_at_start") or 0)
+    rate = left = None
+    if started is not None and updated is not None and moved > 0 and updated > started:
+        rate = moved / (updated - started).total_seconds()
+        if total is not None:
+            left = max(total - done, 0) / rate
+            if record.get("read_at") is not None:
+                left = max(left - max((record["read_at"] - updated).total_seconds(), 0.0), 0.0)
+    return {"step": step, "rows_done": done, "rows_total": total,
+            "rows_per_second": round(rate, 1) if rate is not None else None,
+            "seconds_left": round(left, 1) if left is not None else None}
