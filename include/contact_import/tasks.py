@@ -224,7 +224,7 @@ def bind_teammates(ctx: Context, import_id: str) -> dict[str, Any]:
     with db.transaction(ctx.cdp_url) as conn:
         record, ws = _load(conn, import_id)
         with conn.cursor() as cur:
-            unchanged.applying_bindings(cur)
+            unchanged.applying(cur)
         with ctx.storage.local_folder(record["work_dir"], fetch=[import_folder.NORMALISED]) as local:
             counts = binding.apply_file(conn, ws, get_channel(record["channel"]), local / import_folder.NORMALISED,
                                         config.chunk_rows())

@@ -154,7 +154,8 @@ class Matcher:
                     JOIN cdp.customers cu ON cu.workspace_id = %(ws)s AND cu.phone = r.phone
                     UNION SELECT customer_id FROM unchanged_rows GROUP BY customer_id HAVING count(*) > 1)
                 SELECT row FROM unchanged_rows WHERE customer_id IN (SELECT customer_id FROM reached)
-                UNION SELECT row FROM matched_rows WHERE row NOT IN (SELECT row FROM unchanged_rows)""",
+                UNION SELECT m.row FROM matched_rows m  -- an anti-join: NOT IN would rescan the list per row
+                WHERE NOT EXISTS (SELECT 1 FROM unchanged_rows u WHERE u.row = m.row)""",
                         {"ws": self.ws.id, "ch": self.channel.name})
             return {row for (row,) in cur.fetchall()}
 
@@ -197,15 +198,36 @@ def still_held(conn, path: Path) -> bool:
         return cur.fetchone()[0]
 
 
+def applying(cur) -> None:
+    """The import's own writes in this transaction: the triggers of migration 0006 leave
+    them alone (`forget_changed` and the binding step take their place)."""
+    cur.execute("SET LOCAL contact_import.applying = 'on'")
+
+
+def forget_changed(cur, ws: workspaces.Workspace, plan) -> None:
+    """After an upsert chunk's writes: forget the fingerprints its writes made false, as
+    the triggers would have. The customers it updated or added a contact to (all their
+    contacts), the stored customers holding the emails and phones it wrote, the contacts
+    whose tags it changed. New customers and contacts need nothing: a new customer's id
+    is newer than every holder of its email or phone, and a new contact has no fingerprint."""
+    customers = set(plan.changed_customers) | {customer for _, customer in plan.new_contacts if customer > 0}
+    values = plan.changed_customers.values()
+    cur.execute("SELECT cdp.forget_fingerprints_of_customers(%s, %s, %s, %s)",
+                (sorted(customers), ws.id, [c["email"] for c in values if c.get("email")],
+                 [c["phone"] for c in values if c.get("phone")]))
+    cur.execute("DELETE FROM cdp.contact_fingerprints WHERE contact_id = ANY(%s)",
+                (sorted({contact for contact, _, _, _ in plan.tag_changes if contact}),))
+
+
 def remember(cur, ws: workspaces.Workspace, channel: Channel, rows: pd.DataFrame, eligible) -> None:
-    """After a chunk's writes, in its transaction: store the fingerprints of the chunk's
-    rows that were applied on their own and warned of nothing (`eligible`, a boolean
-    mask), and forget the contacts' other fingerprints. Every contact the chunk took
-    then holds its row's fingerprint or none, which lets the binding step keep them."""
+    """After a chunk's writes and forget_changed, in its transaction: store the fingerprints
+    of the chunk's rows that were applied on their own and warned of nothing (`eligible`,
+    a boolean mask), and forget the contacts' other fingerprints. Every contact the chunk
+    took then holds its row's fingerprint or none, which lets the binding step keep them."""
     cur.execute("CREATE TEMP TABLE IF NOT EXISTS chunk_fingerprints (user_id text, fingerprint uuid, keep boolean)"
                 " ON COMMIT DELETE ROWS; TRUNCATE chunk_fingerprints")
     db.copy_rows(cur, "chunk_fingerprints",
-                 zip(rows["user_id"], rows["fingerprint"], eligible & rows["fingerprint"].notna()), analyze=False)
+                 zip(rows["user_id"], rows["fingerprint"], eligible & rows["fingerprint"].notna()))
     cur.execute("""
         WITH rows AS MATERIALIZED (
             SELECT c.id, s.fingerprint, s.keep FROM chunk_fingerprints s
@@ -215,8 +237,3 @@ def remember(cur, ws: workspaces.Workspace, channel: Channel, rows: pd.DataFrame
         INSERT INTO cdp.contact_fingerprints (contact_id, fingerprint)
         SELECT id, fingerprint FROM rows WHERE keep
         ON CONFLICT (contact_id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint""", (ws.id, channel.name))
-
-
-def applying_bindings(cur) -> None:
-    """The binding step's writes keep the fingerprints the upsert just stored (migration 0006)."""
-    cur.execute("SET LOCAL contact_import.applying_bindings = 'on'")

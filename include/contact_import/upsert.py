@@ -336,8 +336,11 @@ def run(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_rows: 
             if on_chunk:
                 on_chunk(number, chunk, plan)
             continue
+        with conn.cursor() as cur:
+            unchanged.applying(cur)
         upserter.write(plan)
         with conn.cursor() as cur:
+            unchanged.forget_changed(cur, ws, plan)
             unchanged.remember(cur, ws, channel, chunk, upserter.keeps_fingerprint(chunk, plan))
         # after chunks 0, 1, 3, 7, ...: whenever the tables may have doubled (not when a small
         # file joins large tables: analysing them costs a second or two, and changes nothing)
