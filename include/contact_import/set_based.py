@@ -66,9 +66,22 @@ def prepare(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_ro
 
 
 def insert_new(cur, ws: Workspace, channel: Channel, number: int, chunk_rows: int) -> None:
-    """Write chunk `number`'s new rows: customers, contacts, tags."""
+    """Write chunk `number`'s new rows: customers, contacts, tags, and their fingerprints
+    (unchanged.py: a settled row was applied on its own and warns of nothing)."""
     first = normalised.FIRST_LINE + number * chunk_rows
     cur.execute(_INSERT_NEW, {"ws": ws.id, "ch": channel.name, "first": first, "last": first + chunk_rows - 1})
+
+
+def remember_unchanged(cur, number: int, chunk_rows: int) -> None:
+    """Give chunk `number`'s unchanged rows' contacts the rows' fingerprints, where they
+    hold another or none."""
+    first = normalised.FIRST_LINE + number * chunk_rows
+    cur.execute(f"""INSERT INTO cdp.contact_fingerprints (contact_id, fingerprint)
+                    SELECT contact_id, fingerprint FROM {TABLE}
+                    WHERE kind = 'unchanged' AND fingerprint IS NOT NULL AND row BETWEEN %s AND %s
+                    ON CONFLICT (contact_id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint
+                    WHERE cdp.contact_fingerprints.fingerprint <> EXCLUDED.fingerprint""",
+                (first, first + chunk_rows - 1))
 
 
 # One statement of hash joins on the whole file's contacts, emails and phones (an index
@@ -142,7 +155,10 @@ customers AS (
     SELECT new_customer_id, %(ws)s, name, email, phone, gender, birthday, coalesce(attributes, '{{}}') FROM new),
 contacts AS (
     INSERT INTO cdp.contacts (id, workspace_id, channel, channel_user_id, customer_id)
-    SELECT new_contact_id, %(ws)s, %(ch)s, user_id, new_customer_id FROM new)
+    SELECT new_contact_id, %(ws)s, %(ch)s, user_id, new_customer_id FROM new),
+fingerprints AS (
+    INSERT INTO cdp.contact_fingerprints (contact_id, fingerprint)
+    SELECT new_contact_id, fingerprint FROM new WHERE fingerprint IS NOT NULL)
 INSERT INTO cdp.contact_tags (contact_id, tag_id)
 SELECT n.new_contact_id, t.id FROM new n, jsonb_array_elements_text(n.tags) e(name)
 JOIN cdp.tags t ON t.workspace_id = %(ws)s AND t.name = e.name

@@ -224,6 +224,8 @@ def remember(cur, ws: workspaces.Workspace, channel: Channel, rows: pd.DataFrame
     of the chunk's rows that were applied on their own and warned of nothing (`eligible`,
     a boolean mask), and forget the contacts' other fingerprints. Every contact the chunk
     took then holds its row's fingerprint or none, which lets the binding step keep them."""
+    if rows.empty:
+        return
     cur.execute("CREATE TEMP TABLE IF NOT EXISTS chunk_fingerprints (user_id text, fingerprint uuid, keep boolean)"
                 " ON COMMIT DELETE ROWS; TRUNCATE chunk_fingerprints")
     db.copy_rows(cur, "chunk_fingerprints",

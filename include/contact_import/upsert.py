@@ -72,13 +72,16 @@ class Upserter:
         with self.conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, self.ws.id))
 
-    def keeps_fingerprint(self, chunk: pd.DataFrame, plan: "ChunkPlan") -> pd.Series:
-        """Which rows of the chunk were applied on their own (no other row of the file
-        reached their customer) and warned of nothing: the rows whose fingerprints the
-        contacts keep. None in the row-by-row reference, which does not find that out."""
+    def planned_rows(self, chunk: pd.DataFrame, plan: "ChunkPlan") -> tuple[pd.DataFrame, pd.Series]:
+        """The chunk's rows planned in Python, and which of them were applied on their own
+        (no other row of the file reached their customer) and warned of nothing: the rows
+        whose fingerprints their contacts keep (unchanged.remember). The settled rows'
+        fingerprints are written with them (set_based.py). In the row-by-row reference,
+        which does not find that out, every row and none kept."""
         if self._settled is None:
-            return pd.Series(False, index=chunk.index)
-        return ~chunk["row"].isin(self._settled.related | {issue.row for issue in plan.warnings})
+            return chunk, pd.Series(False, index=chunk.index)
+        rows = chunk[chunk["row"].isin(self._settled.to_plan)]
+        return rows, ~rows["row"].isin(self._settled.related | {issue.row for issue in plan.warnings})
 
     def _is_related(self, row: int) -> bool:
         return self._settled is None or row in self._settled.related
@@ -235,6 +238,8 @@ class Upserter:
             _create_stage_tables(cur)
             if plan.set_based_new:
                 set_based.insert_new(cur, self.ws, self.channel, plan.number, self._chunk_rows)
+            if plan.set_based > plan.set_based_new:
+                set_based.remember_unchanged(cur, plan.number, self._chunk_rows)
             if plan.new_customers:
                 cur.execute("SELECT nextval('cdp.customers_id_seq') FROM generate_series(1, %s)",
                             (len(plan.new_customers),))
@@ -341,7 +346,7 @@ def run(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_rows: 
         upserter.write(plan)
         with conn.cursor() as cur:
             unchanged.forget_changed(cur, ws, plan)
-            unchanged.remember(cur, ws, channel, chunk, upserter.keeps_fingerprint(chunk, plan))
+            unchanged.remember(cur, ws, channel, *upserter.planned_rows(chunk, plan))
         # after chunks 0, 1, 3, 7, ...: whenever the tables may have doubled (not when a small
         # file joins large tables: analysing them costs a second or two, and changes nothing)
         if (number + 1) & number == 0 and (number + 1) * chunk_rows >= counted:
