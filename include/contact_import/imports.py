@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Any, Sequence
 
 from psycopg2 import sql
 from psycopg2.extras import RealDictCursor
@@ -30,6 +30,14 @@ _COLUMNS = """i.id::text AS id, w.slug AS workspace, i.channel, i.tag_mode, i.st
     i.preview, i.result, i.timings, i.error_report, i.data_docs, i.message, i.dag_run_id,
     i.created_at, i.started_at, i.finished_at, i.updated_at, i.step, i.step_rows, i.step_rows_at_start,
     i.step_started_at, i.step_updated_at, clock_timestamp() AS read_at"""
+
+
+# Read with every import, for people telling imports apart: the partner feed a feed's
+# import came from (its ledger row names it; null for other imports), and which upload of
+# a file of that name into the workspace it is (1 for the first, 2 for the next one, ...).
+_ORIGIN = """(SELECT f.feed FROM cdp.feed_files f WHERE f.import_id = i.id ORDER BY f.id LIMIT 1) AS feed,
+    (SELECT count(*) FROM cdp.imports e WHERE e.workspace_id = i.workspace_id AND e.file_name = i.file_name
+     AND (e.created_at, e.id) <= (i.created_at, i.id))::int AS file_repeat"""
 
 
 class ImportNotFound(LookupError):
@@ -62,7 +70,7 @@ def _valid_id(import_id: str) -> None:
 def get(conn, import_id: str, workspace_id: int | None = None) -> dict[str, Any]:
     _valid_id(import_id)
     with conn.cursor(cursor_factory=RealDictCursor) as cur:
-        cur.execute(f"SELECT {_COLUMNS} FROM cdp.imports i JOIN cdp.workspaces w ON w.id = i.workspace_id"
+        cur.execute(f"SELECT {_COLUMNS}, {_ORIGIN} FROM cdp.imports i JOIN cdp.workspaces w ON w.id = i.workspace_id"
                     " WHERE i.id = %s AND (%s::bigint IS NULL OR i.workspace_id = %s)",
                     (import_id, workspace_id, workspace_id))
         row = cur.fetchone()
@@ -91,14 +99,30 @@ def lock(conn, import_id: str, workspace_id: int | None = None) -> str:
     return row[0]
 
 
-def list_imports(conn, workspace_id: int | None = None, status: str | None = None,
-                 limit: int = 100) -> list[dict[str, Any]]:
+def _filter(workspace_id: int | None, status: str | Sequence[str] | None) -> tuple[str, tuple]:
+    wanted = [status] if isinstance(status, str) else list(status or ())
+    return ("(%s::bigint IS NULL OR i.workspace_id = %s) AND (%s::text[] IS NULL OR i.status = ANY(%s))",
+            (workspace_id, workspace_id, wanted or None, wanted or None))
+
+
+def list_imports(conn, workspace_id: int | None = None, status: str | Sequence[str] | None = None,
+                 limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """Imports newest first, of one workspace and in one or several statuses when given;
+    `limit` of them after skipping `offset` (a page)."""
+    where, values = _filter(workspace_id, status)
     with conn.cursor(cursor_factory=RealDictCursor) as cur:
-        cur.execute(f"SELECT {_COLUMNS} FROM cdp.imports i JOIN cdp.workspaces w ON w.id = i.workspace_id"
-                    " WHERE (%s::bigint IS NULL OR i.workspace_id = %s) AND (%s::text IS NULL OR i.status = %s)"
-                    " ORDER BY i.created_at DESC, i.id LIMIT %s",
-                    (workspace_id, workspace_id, status, status, limit))
+        cur.execute(f"SELECT {_COLUMNS}, {_ORIGIN} FROM cdp.imports i JOIN cdp.workspaces w ON w.id = i.workspace_id"
+                    f" WHERE {where} ORDER BY i.created_at DESC, i.id LIMIT %s OFFSET %s",
+                    (*values, limit, offset))
         return [dict(r) for r in cur.fetchall()]
+
+
+def count_imports(conn, workspace_id: int | None = None, status: str | Sequence[str] | None = None) -> int:
+    """How many imports list_imports finds with these filters, on every page."""
+    where, values = _filter(workspace_id, status)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM cdp.imports i WHERE {where}", values)
+        return cur.fetchone()[0]
 
 
 def unfinished_runs(conn, finished: tuple[str, ...]) -> dict[str, str]:
@@ -193,6 +217,8 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
                                        "error_report", "data_docs", "message", "dag_run_id")}
     out["import_id"] = record["id"]
     out["rows"] = record.get("total_rows")
+    out["feed"] = record.get("feed")
+    out["file_repeat"] = record.get("file_repeat")
     for key in ("created_at", "started_at", "finished_at"):
         value = record.get(key)
         out[key] = value.isoformat() if value is not None else None

@@ -152,6 +152,13 @@ def get(conn, slug: str) -> Workspace:
     return Workspace(*row)
 
 
+def all_workspaces(conn) -> list[Workspace]:
+    """Every workspace, by slug."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, slug, name, omo_enabled, default_region FROM cdp.workspaces ORDER BY slug")
+        return [Workspace(*row) for row in cur.fetchall()]
+
+
 def attributes(conn, workspace_id: int) -> list[Attribute]:
     with conn.cursor() as cur:
         cur.execute("SELECT key, label, type, options FROM cdp.attribute_definitions"

@@ -16,7 +16,7 @@ from contact_import.channels import CHANNELS, TAG_MODES
 from contact_import.endpoints import API_PREFIX, API_URL_PREFIX, IMPORT_DAG_ID, PAGE_PATH
 
 from . import docs, schemas
-from .routes import imports, templates
+from .routes import imports, templates, workspaces
 
 PAGE = Path(__file__).resolve().parent.parent / "contact_imports_page.html"
 
@@ -26,6 +26,7 @@ app = FastAPI(
                 " Authenticate with a JWT from Airflow's `POST /auth/token` (or Airflow's UI session).")
 app.include_router(imports.router, prefix=API_PREFIX)
 app.include_router(templates.router, prefix=API_PREFIX)
+app.include_router(workspaces.router, prefix=API_PREFIX)
 docs.add_docs(app, "/docs")
 
 

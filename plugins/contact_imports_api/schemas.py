@@ -46,7 +46,8 @@ class Import(BaseModel):
                                           " exactly the file's.")
     status: Status = Field(description="waiting (queued in Airflow), validating, awaiting_approval, importing;"
                                        " finished: completed, validation_failed, cancelled, failed.")
-    source: str = Field(description="Where the import came from: `api` (this API and the page), `cli`, `feed`.")
+    source: str = Field(description="Where the import came from: `api` (this API and the page), `ui` (the DAG's"
+                                    " trigger form in Airflow), `cli` (the CLI running the DAG locally), `feed`.")
     file_name: str | None = Field(description="The uploaded file's original name.")
     encoding: str | None = Field(description="The file's detected text encoding, once detected.")
     delimiter: str | None = Field(description="The file's detected CSV delimiter, once detected.")
@@ -82,12 +83,38 @@ class Import(BaseModel):
 
 
 class ImportList(BaseModel):
-    """Imports, newest first."""
+    """A page of imports, newest first."""
 
-    imports: list[Import] = Field(description="Newest first, at most `limit`.")
+    imports: list[Import] = Field(description="Newest first, at most `limit`, after skipping `offset`.")
+    total: int = Field(description="How many imports match the filters, on every page.")
+    offset: int = Field(description="How many matching imports come before this page.")
+    limit: int = Field(description="The largest page asked for.")
+
+
+class Workspace(BaseModel):
+    """A workspace imports go into."""
+
+    model_config = ConfigDict(title="Workspace")
+
+    slug: str = Field(description="What the API, the CLI and the DAG's `workspace` take.")
+    name: str = Field(description="The workspace's display name.")
+    omo_enabled: bool = Field(description="Whether it has OMO: LINE and WhatsApp contacts can be bound to teammates.")
+    default_region: str | None = Field(description="Its ISO 3166 alpha-2 region for local phone numbers, if any.")
+
+
+class WorkspaceList(BaseModel):
+    """Every workspace, by slug."""
+
+    workspaces: list[Workspace] = Field(description="By slug.")
 
 
 class Error(BaseModel):
+    file_repeat: int | None = Field(description="Which import of a file of this name into the workspace this is:"
+                                                " 1 for the first, 2 for the next, ...; null without a file name.")
+    feed: str | None = Field(description="For an import from a partner feed (`source` feed): the feed's name.")
+    triggered_by: str | None = Field(description="The Airflow user who uploaded the file or triggered the DAG run"
+                                                 " (Airflow's record of the run); null for feeds and the CLI's local"
+                                                 " runs, or when Airflow could not say.")
     """An error answer."""
 
     detail: str | list[dict[str, Any]] = Field(

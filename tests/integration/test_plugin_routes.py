@@ -17,13 +17,13 @@ import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
 
-from contact_import import db, imports, intake, statuses, tasks
+from contact_import import db, imports, intake, statuses, tasks, workspaces
 from contact_import.endpoints import API_URL_PREFIX, IMPORT_DAG_ID, PLUGIN_PREFIX
-from tests.helpers import LINE_HEADER, ROOT, csv_bytes, ctx, line_id, run_recorded, upload
+from tests.helpers import EXAMPLES, LINE_HEADER, ROOT, csv_bytes, ctx, line_id, run_recorded, upload, write_csv
 
 sys.path.insert(0, str(ROOT / "plugins"))  # as Airflow does with its plugins folder
 
-from contact_imports_api import airflow_client, auth, cdp, sweep  # noqa: E402
+from contact_imports_api import airflow_client, auth, cdp, runs, sweep  # noqa: E402
 from contact_imports_api.app import app  # noqa: E402
 
 API = API_URL_PREFIX
@@ -38,6 +38,8 @@ class Airflow:
         self.refuse: HTTPException | None = None
         self.paused: bool | None = False  # None: Airflow does not answer
         self.dag_reads: list[str] = []  # the Authorization header of each read of the DAG
+        self.user = "alice"  # who Airflow records as triggering the runs
+        self.user_reads: list[list[str]] = []  # the run ids of each read of who triggered them
 
     def answer(self, request: httpx.Request) -> httpx.Response:
         """Airflow's REST API over HTTP: GET /api/v2/dags/<import DAG>."""
@@ -57,12 +59,20 @@ class Airflow:
     def fail_run(self, base, who, dag_run_id):
         self.failed.append(dag_run_id)
 
+    def triggering_users(self, run_ids):
+        """Airflow's metadata database: the runs this stand-in triggered, by self.user."""
+        run_ids = [r for r in run_ids if r]
+        self.user_reads.append(run_ids)
+        mine = {f"manual__{n + 1}" for n in range(len(self.triggered))}
+        return {run_id: self.user for run_id in run_ids if run_id in mine}
+
 
 @pytest.fixture
 def airflow(monkeypatch):
     stand_in = Airflow()
     monkeypatch.setattr(airflow_client, "trigger", stand_in.trigger)
     monkeypatch.setattr(airflow_client, "fail_run", stand_in.fail_run)
+    monkeypatch.setattr(runs, "triggering_users", stand_in.triggering_users)
     real = httpx.Client
     monkeypatch.setattr(airflow_client.httpx, "Client",
                         lambda **kwargs: real(transport=httpx.MockTransport(stand_in.answer), **kwargs))
@@ -171,19 +181,91 @@ def test_a_trigger_airflow_refuses_ends_the_import_failed(api, airflow):
     assert record["status"] == "failed" and record["message"]["text"].startswith("could not start the DAG run")
 
 
-def test_lists_filter_by_workspace_and_status_newest_first(api, cdp_url):
-    ids = [upload(api, csv_bytes(1, start=n)).json()["id"] for n in range(3)]
-    listed = api.get(f"{API}/imports", params={"workspace": "demo"}).json()["imports"]
-    assert [i["id"] for i in listed] == ids[::-1]
-    assert api.get(f"{API}/imports", params={"limit": 2}).json()["imports"] == listed[:2]
+def other_workspace(cdp_url, slug: str = "acme") -> None:
+    """A second workspace set up like demo (the same attributes, so the same files fit)."""
+    spec = workspaces.load_file(EXAMPLES / "demo-workspace.yaml")
+    spec.update(workspace=slug, name="Acme Corp", default_region=None)
+    with db.transaction(cdp_url) as conn:
+        workspaces.apply(conn, spec)
+
+
+def test_lists_filter_by_workspace_and_status_newest_first_a_page_at_a_time(api, cdp_url):
+    other_workspace(cdp_url)
+    ids = [upload(api, csv_bytes(1, start=n)).json()["id"] for n in range(5)]
+    elsewhere = upload(api, csv_bytes(1, start=9), workspace="acme").json()["id"]
+    everything = api.get(f"{API}/imports").json()
+    assert [i["id"] for i in everything["imports"]] == [elsewhere, *ids[::-1]]
+    assert (everything["total"], everything["offset"], everything["limit"]) == (6, 0, 100)
+    listed = api.get(f"{API}/imports", params={"workspace": "demo"}).json()
+    assert [i["id"] for i in listed["imports"]] == ids[::-1] and listed["total"] == 5
+
+    # pages of 2: newest first, each import on one page only, the total on every page
+    pages = [api.get(f"{API}/imports", params={"workspace": "demo", "limit": 2, "offset": offset}).json()
+             for offset in (0, 2, 4, 6)]
+    assert [[i["id"] for i in page["imports"]] for page in pages] == [ids[4:2:-1], ids[2:0:-1], ids[:1], []]
+    assert {page["total"] for page in pages} == {5} and [page["offset"] for page in pages] == [0, 2, 4, 6]
+
     assert api.post(f"{API}/imports/{ids[0]}/cancel").status_code == 202
-    assert [i["id"] for i in api.get(f"{API}/imports", params={"status": "cancelled"}).json()["imports"]] == ids[:1]
+    assert api.post(f"{API}/imports/{ids[3]}/cancel").status_code == 202
+    cancelled = api.get(f"{API}/imports", params={"status": "cancelled"}).json()
+    assert [i["id"] for i in cancelled["imports"]] == [ids[3], ids[0]] and cancelled["total"] == 2
+    several = api.get(f"{API}/imports", params=[("status", "cancelled"), ("status", "waiting"),
+                                                 ("workspace", "demo"), ("limit", "3")]).json()
+    assert several["total"] == 5 and len(several["imports"]) == 3
+    assert api.get(f"{API}/imports", params={"status": "waiting", "workspace": "acme"}).json()["total"] == 1
+
     bogus = api.get(f"{API}/imports", params={"status": "bogus"})
-    assert bogus.status_code == 422 and bogus.json()["detail"].startswith("status must be one of")
+    assert bogus.status_code == 422 and "waiting" in json.dumps(bogus.json()["detail"])
     assert api.get(f"{API}/imports", params={"limit": 0}).status_code == 422
-    assert api.get(f"{API}/imports", params={"workspace": "nope"}).status_code == 404
+    assert api.get(f"{API}/imports", params={"offset": -1}).status_code == 422
+    unknown = api.get(f"{API}/imports", params={"workspace": "nope"})
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"] == "no workspace 'nope': the workspaces are acme, demo (GET /workspaces lists them)"
     assert api.get(f"{API}/imports/00000000-0000-0000-0000-000000000000").status_code == 404
     assert api.get(f"{API}/imports/not-a-uuid").status_code == 404
+
+
+def test_each_import_says_who_uploaded_it_from_where_and_which_upload_of_its_file_name_it_is(api, airflow,
+                                                                                               cdp_url, tmp_path):
+    first = upload(api, csv_bytes(1), name="contacts.csv").json()
+    upload(api, csv_bytes(1, start=5), name="other.csv")
+    again = upload(api, csv_bytes(1, start=7), name="contacts.csv").json()
+    assert (first["triggered_by"], first["source"], first["file_repeat"], first["feed"]) == ("alice", "api", 1, None)
+    listed = {i["id"]: i for i in api.get(f"{API}/imports").json()["imports"]}
+    assert listed[again["id"]]["file_repeat"] == 2 and listed[first["id"]]["file_repeat"] == 1
+    assert {i["triggered_by"] for i in listed.values()} == {"alice"}
+    assert sorted(airflow.user_reads[-1]) == ["manual__1", "manual__2", "manual__3"]  # one read for the list
+    assert api.get(f"{API}/imports/{again['id']}").json()["triggered_by"] == "alice"
+
+    # a partner feed's import names its feed; Airflow records no user for it
+    from contact_import import feeds
+
+    inbox = tmp_path / "inbox" / "acme"
+    inbox.mkdir(parents=True)
+    write_csv(inbox / "contacts.csv", LINE_HEADER, [f"{line_id(20)},Fed,,,,,,,,,"])
+    feed = feeds.Feed(name="acme", workspace="demo", channel="line", inbox=f"file://{inbox}/*.csv", settle_seconds=0)
+    (fed,) = feeds.scan(ctx(cdp_url), feed, sleep=lambda seconds: None)["taken"]
+    record = api.get(f"{API}/imports/{fed}").json()
+    assert (record["source"], record["feed"], record["triggered_by"]) == ("feed", "acme", None)
+    assert record["file_repeat"] == 3  # the third file named contacts.csv in the workspace
+
+
+def test_the_workspaces_are_listed_for_choosing_one(api, cdp_url):
+    other_workspace(cdp_url)
+    answer = api.get(f"{API}/workspaces")
+    assert answer.status_code == 200
+    assert answer.json() == {"workspaces": [
+        {"slug": "acme", "name": "Acme Corp", "omo_enabled": True, "default_region": None},
+        {"slug": "demo", "name": "Demo Shop", "omo_enabled": True, "default_region": "TW"}]}
+
+
+def test_an_unknown_workspace_names_the_ones_there_are_and_no_command_line(api, airflow):
+    refused = upload(api, csv_bytes(1), workspace="nope")
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == "no workspace 'nope': the workspaces are demo (GET /workspaces lists them)"
+    assert "contact-import" not in refused.text and airflow.triggered == []
+    template = api.get(f"{API}/templates/line.csv", params={"workspace": "nope"})
+    assert template.status_code == 404 and "contact-import" not in template.text
 
 
 def test_reading_an_import_changes_nothing(api, airflow, cdp_url):

@@ -141,7 +141,8 @@ def test_the_openapi_document_describes_each_route_s_answers():
     api = "/api/v1"
     assert set(paths) == {f"{api}/imports", f"{api}/imports/{{import_id}}", f"{api}/imports/{{import_id}}/errors.csv",
                           f"{api}/imports/{{import_id}}/warnings.csv", f"{api}/imports/{{import_id}}/data_docs.html",
-                          f"{api}/imports/{{import_id}}/cancel", f"{api}/templates/{{channel}}.csv"}
+                          f"{api}/imports/{{import_id}}/cancel", f"{api}/templates/{{channel}}.csv",
+                          f"{api}/workspaces"}
 
     def answer(path, method, code):
         return paths[path][method]["responses"][str(code)]
@@ -160,7 +161,9 @@ def test_the_openapi_document_describes_each_route_s_answers():
     assert form["properties"]["file"]["format"] == "binary" and "channel" in form["required"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     status_param = next(p for p in paths[f"{api}/imports"]["get"]["parameters"] if p["name"] == "status")
-    assert "completed" in status_param["schema"]["anyOf"][0]["enum"]
+    assert "completed" in status_param["schema"]["anyOf"][0]["items"]["enum"]  # repeatable
+    assert answer(f"{api}/workspaces", "get", 200)["content"]["application/json"]["schema"]["$ref"] \
+        == ref + "WorkspaceList"
 
 
 def test_routes_that_use_the_database_run_in_the_thread_pool():
@@ -234,6 +237,7 @@ def test_no_cdp_connection_answers_503_with_one_line(client, monkeypatch):
         raise context.NoDatabase(message)
 
     monkeypatch.setattr(cdp, "_build", no_connection)
+    assert client.get(f"{API_URL_PREFIX}/workspaces").status_code == 401
     cdp.forget()
     app.dependency_overrides[auth.reader] = lambda: auth.Caller(user=None, token="t")
     answer = client.get(f"{API_URL_PREFIX}/imports")

@@ -23,16 +23,16 @@ from contact_import.endpoints import API_PREFIX, IMPORT_DAG_ID
 from contact_import.errors import ImportFileError, Issue, advised_message, normalise_lang
 from contact_import.import_folder import WARNINGS, report_path
 
-from .. import airflow_client, uploads
+from .. import airflow_client, runs, uploads
 from ..auth import Caller, Reader, Writer
 from ..cdp import CDP
-from ..schemas import Import, ImportList, errors
+from ..schemas import Import, ImportList, Status, errors
+from .workspaces import unknown_workspace
 
 router = APIRouter(tags=["imports"])
 
 CANCEL_MESSAGE = "cancelled through the API"
 LISTED_ISSUES = 50  # of a refused file's header issues, in the 422 answer
-_OPTIONAL_STATUS = {"anyOf": [{"type": "string", "enum": list(statuses.STATUSES)}, {"type": "null"}]}
 
 UPLOAD_FORM = {  # the multipart body upload() parses itself, for the OpenAPI document (and Swagger's form)
     "required": True,
@@ -97,7 +97,8 @@ def _message(record: dict[str, Any]) -> dict[str, Any] | None:
     return {"text": text, "errors_by_code": None}
 
 
-def present(request: Request, record: dict[str, Any], dag_paused: bool | None) -> dict[str, Any]:
+def present(request: Request, record: dict[str, Any], dag_paused: bool | None,
+            triggered_by: str | None = None) -> dict[str, Any]:
     """An import summary as this API answers it (schemas.Import): reports as URLs of this
     API, never where storage keeps them; `dag_paused` only for a waiting import with a DAG run."""
     path = f"/imports/{record['id']}"
@@ -110,16 +111,19 @@ def present(request: Request, record: dict[str, Any], dag_paused: bool | None) -
         if record["status"] in WARNINGS_REPORTED and any((record.get("warnings") or {}).values()) else None,
         "message": _message(record),
         "dag_paused": dag_paused if waiting else None,
+        "triggered_by": triggered_by,
     }
 
 
 def present_all(request: Request, who: Caller, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Imports as this API answers them; Airflow is asked whether the import DAG is paused
-    once, and only when one of them waits for its DAG run."""
+    once, and only when one of them waits for its DAG run, and who triggered their runs
+    in one read of its database."""
     paused = None
     if any(r["status"] == statuses.WAITING and r.get("dag_run_id") for r in records):
         paused = airflow_client.dag_paused(airflow_client.base_url(request), who)
-    return [present(request, r, paused) for r in records]
+    users = runs.triggering_users(r.get("dag_run_id") for r in records)
+    return [present(request, r, paused, users.get(r.get("dag_run_id"))) for r in records]
 
 
 def _stored_record(ctx: Context, import_id: str) -> dict[str, Any]:
@@ -159,12 +163,12 @@ def _options(form: uploads.Form) -> dict[str, Any]:
 
 
 @contextmanager
-def _options_refused() -> Iterator[None]:
+def _options_refused(ctx: Context, workspace: str | None) -> Iterator[None]:
     """Options no import can run with are a 422 naming them."""
     try:
         yield
-    except LookupError as exc:  # no such workspace
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc).strip("'\"")) from None
+    except LookupError:  # no such workspace (the library's message points to its CLI; a web user has none)
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, unknown_workspace(ctx, workspace)) from None
     except ValueError as exc:  # no such channel or tag mode
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
@@ -180,20 +184,20 @@ class _Refused(Exception):
 
 def _check_fields(ctx: Context, fields: dict[str, str]) -> None:
     """The options sent before the file, checked before the file streams in."""
-    with _options_refused():
+    with _options_refused(ctx, fields.get("workspace")):
         intake.check_request(ctx, workspace=fields.get("workspace") or None, channel=fields.get("channel") or None,
                              tag_mode=fields.get("tag_mode") or None)
 
 
 def _check_and_record(ctx: Context, import_id: str, form: uploads.Form, options: dict[str, Any]) -> None:
-    with _options_refused():
+    with _options_refused(ctx, options["workspace"]):
         intake.check_request(ctx, workspace=options["workspace"], channel=options["channel"],
                              tag_mode=options["tag_mode"])
     issues = intake.check_file(ctx, form.stored, workspace=options["workspace"], channel=options["channel"],
                                mapping=options["mapping"])
     if issues:
         raise _Refused(status.HTTP_422_UNPROCESSABLE_CONTENT, issues)
-    with _options_refused():
+    with _options_refused(ctx, options["workspace"]):
         intake.record_upload(ctx, import_id=import_id, stored=form.stored, sha256=form.sha256,
                              file_name=form.file_name, source="api", **options)
 
@@ -284,27 +288,29 @@ async def upload(request: Request, who: Writer, ctx: CDP) -> Any:
     return (await run_in_threadpool(present_all, request, who, [started]))[0]
 
 
-@router.get("/imports", response_model=ImportList, summary="Imports, newest first",
-            response_description="The imports, newest first.",
+@router.get("/imports", response_model=ImportList, summary="Imports, newest first, a page at a time",
+            response_description="A page of imports, newest first, and how many match.",
             responses=errors(401, 403, 404, 422, 503))
 def list_imports(request: Request, who: Reader, ctx: CDP,
                  workspace: Annotated[str | None, Query(description="Only this workspace's (its slug).")] = None,
-                 status_: Annotated[str | None, Query(alias="status", description="Only imports in this status.",
-                                                      json_schema_extra=_OPTIONAL_STATUS)] = None,
-                 limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100
+                 status_: Annotated[list[Status] | None, Query(
+                     alias="status", description="Only imports in this status; repeat it for several"
+                                                 " (`status=waiting&status=importing`).")] = None,
+                 limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
+                 offset: Annotated[int, Query(ge=0, description="Skip this many of the newest first (the"
+                                                                " pages before).")] = 0,
                  ) -> dict[str, Any]:
-    if status_ is not None and status_ not in statuses.STATUSES:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"status must be one of {', '.join(statuses.STATUSES)}")
     with db.transaction(ctx.cdp_url) as conn:
         workspace_id = None
         if workspace:
             try:
                 workspace_id = workspaces.get(conn, workspace).id
             except LookupError:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no workspace {workspace!r}") from None
-        records = imports.list_imports(conn, workspace_id, status_, limit)
-    return {"imports": present_all(request, who, [imports.summary(r) for r in records])}
+                raise HTTPException(status.HTTP_404_NOT_FOUND, unknown_workspace(ctx, workspace)) from None
+        total = imports.count_imports(conn, workspace_id, status_)
+        records = imports.list_imports(conn, workspace_id, status_, limit, offset) if offset < total else []
+    return {"imports": present_all(request, who, [imports.summary(r) for r in records]),
+            "total": total, "offset": offset, "limit": limit}
 
 
 @router.get("/imports/{import_id}", response_model=Import,
