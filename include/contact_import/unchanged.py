@@ -36,8 +36,8 @@ from . import config, db, workspaces
 from .channels import Channel
 
 # the modules whose code decides what a row does: a change in any of them changes every fingerprint
-_OUTCOME_MODULES = ("normalisation.py", "validation.py", "binding.py", "upsert.py", "set_based.py", "profiles.py",
-                    "channels.py", "normalised.py", "unchanged.py")
+_OUTCOME_MODULES = ("normalisation.py", "validation.py", "stages.py", "binding.py", "upsert.py", "set_based.py",
+                    "profiles.py", "channels.py", "mapping.py", "workspaces.py", "normalised.py", "unchanged.py")
 _HASH_KEYS = ("unchanged-row-01", "unchanged-row-02")
 
 
