@@ -35,6 +35,11 @@ _ODS_MIMETYPE = b"application/vnd.oasis.opendocument.spreadsheet"
 # The csv module's own cap: far above any real cell, so value_too_long is ours to
 # report, yet bounded so an unclosed quote cannot swallow a whole large file.
 FIELD_LIMIT = 1_000_000
+# Limits that keep reading any file in bounded memory (docs/design.md#the-import-file):
+# a header of more columns is too_many_columns; a row (one record, its quoted line
+# breaks included) of more characters is malformed_csv, read no further than this.
+MAX_COLUMNS = 1000
+ROW_LIMIT = 4 << 20
 BINARY_CONTROL_RATIO = 0.05
 
 _SUPERSETS = {"big5": "cp950", "gb2312": "gb18030", "gbk": "gb18030", "shift_jis": "cp932", "euc_kr": "cp949"}
@@ -88,8 +93,11 @@ def _zip_kind(path) -> str:
             names = z.namelist()
             if any(n.startswith("xl/") for n in names):
                 return XLSX
-            if "mimetype" in names and z.read("mimetype").strip() == _ODS_MIMETYPE:
-                return ODS
+            # read no more of `mimetype` than the type it should name (it could inflate to gigabytes)
+            if "mimetype" in names:
+                with z.open("mimetype") as mimetype:
+                    if mimetype.read(len(_ODS_MIMETYPE) + 2).strip() == _ODS_MIMETYPE:
+                        return ODS
     except (zipfile.BadZipFile, OSError):
         pass
     return "zip"
@@ -260,15 +268,56 @@ def _sniff_delimiter(text: str, wide: bool) -> str:
     return best if counts[best] else ","
 
 
-def _copy(reader, writer, max_cell_chars: int, path, codec: str) -> tuple[list[str], int]:
+class _RowTooLarge(Exception):
+    """A record ran past ROW_LIMIT characters; `text` is its last line read, cut there."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+
+def _lines(text_file, used: list[int]):
+    """The file's lines for csv.reader, none longer than ROW_LIMIT characters: csv reads a
+    whole line, and a file with no line break would otherwise be read whole. `used[0]`
+    counts the characters of the record being read; _copy sets it to 0 after each one."""
+    readline = text_file.readline
+    while line := readline(ROW_LIMIT + 1):
+        used[0] += len(line)
+        if used[0] > ROW_LIMIT:
+            raise _RowTooLarge(line)
+        yield line
+
+
+def _row_too_large(text: str, delimiter: str, row: int, header: list[str] | None) -> None:
+    """What a record over ROW_LIMIT is: a header or row of too many columns, or a cell
+    too long (most often a quote left open, swallowing the lines after it), or binary
+    data such as the NUL bytes a copy cut short leaves."""
+    if "\0" in text:
+        _fail("not_a_table", row=row, detail="binary")
+    if text.count(delimiter) >= MAX_COLUMNS:
+        if header is None:
+            _fail("too_many_columns", row=row, limit=MAX_COLUMNS)
+        _fail("malformed_csv", row=row, detail=f"more than {MAX_COLUMNS} cells but the header has {len(header)}")
+    if max(map(len, text.split(delimiter))) > FIELD_LIMIT:
+        _fail("malformed_csv", row=row, detail=f"a cell is over {FIELD_LIMIT} characters (a quote left open?)")
+    _fail("malformed_csv", row=row,
+          detail=f"a row is over {ROW_LIMIT} characters (a quote left open, or line breaks missing?)")
+
+
+def _copy(reader, writer, max_cell_chars: int, path, codec: str,
+          used: list[int] | None = None, delimiter: str = ",") -> tuple[list[str], int]:
     header: list[str] | None = None
     rows = 0
     while True:
         start = reader.line_num + 1  # csv counts physical lines, embedded newlines included
+        if used is not None:
+            used[0] = 0
         try:
             cells = next(reader, None)
         except UnicodeDecodeError:
             _fail("encoding_undetectable", row=_error_line(path, codec), detail=f"not valid {codec}")
+        except _RowTooLarge as e:
+            _row_too_large(e.text, delimiter, start, header)
         except csv.Error as e:
             if "end of data" in str(e):
                 _fail("malformed_csv", row=start, detail="a quoted cell starting on this line is never closed")
@@ -278,6 +327,9 @@ def _copy(reader, writer, max_cell_chars: int, path, codec: str) -> tuple[list[s
             _fail("malformed_csv", row=reader.line_num, detail=str(e))
         if cells is None:
             break
+        text = "".join(cells)
+        if "\0" in text:  # a NUL byte is no text: binary data, or the file cut short or padded
+            _fail("not_a_table", row=start, detail="binary")
         if not any(map(str.strip, cells)):  # map, not a generator: this loop runs once per row
             continue
         if header is None:
@@ -285,16 +337,19 @@ def _copy(reader, writer, max_cell_chars: int, path, codec: str) -> tuple[list[s
             header[0] = header[0].lstrip("\ufeff").strip()
             while not header[-1]:  # trailing delimiters, as Excel leaves after formatted columns
                 header.pop()
+            if len(header) > MAX_COLUMNS:
+                _fail("too_many_columns", row=start, limit=MAX_COLUMNS)
             writer.writerow(["__row__", *header])
             continue
         width = len(header)
         if len(cells) > width and any(map(str.strip, cells[width:])):
-            used = max(i for i, c in enumerate(cells) if c.strip()) + 1
-            _fail("malformed_csv", row=start, detail=f"{used} cells but the header has {width}")
+            used_cells = max(i for i, c in enumerate(cells) if c.strip()) + 1
+            count = used_cells if used_cells <= MAX_COLUMNS else f"more than {MAX_COLUMNS}"
+            _fail("malformed_csv", row=start, detail=f"{count} cells but the header has {width}")
         cells = cells[:width] + [""] * (width - len(cells))
         # csv.writer leaves a lone CR unquoted (it only quotes the line terminator), which
         # would split the record: store every in-cell line break as "\n".
-        if "\r" in "".join(cells):
+        if "\r" in text:
             cells = [c.replace("\r\n", "\n").replace("\r", "\n") for c in cells]
         if max(map(len, cells)) > max_cell_chars:
             name = next(name for name, cell in zip(header, cells) if len(cell) > max_cell_chars)
@@ -327,9 +382,10 @@ def to_utf8(src: str | os.PathLike, dest: str | os.PathLike, *, max_cell_chars: 
               io.TextIOWrapper(raw, encoding=codec, errors="strict", newline="") as fin,
               open(tmp, "w", encoding="utf-8", newline="") as fout):
             # strict: `"ab"cd` is an error rather than silently becoming `abcd`.
-            reader = csv.reader(fin, delimiter=delimiter, strict=True)
+            used = [0]
+            reader = csv.reader(_lines(fin, used), delimiter=delimiter, strict=True)
             writer = csv.writer(fout, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-            header, rows = _copy(reader, writer, max_cell_chars, src, codec)
+            header, rows = _copy(reader, writer, max_cell_chars, src, codec, used, delimiter)
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -342,20 +398,23 @@ def to_utf8(src: str | os.PathLike, dest: str | os.PathLike, *, max_cell_chars: 
 
 def _workbook_to_utf8(src, dest, max_cell_chars: int, kind: str) -> SourceInfo:
     """The first sheet of a workbook, through the same row checks as a CSV file."""
-    from .spreadsheet import UNREADABLE, ChildSheetReader, SheetReader
+    from .spreadsheet import WORKBOOK_MEMORY_LIMIT, ChildSheetReader, SheetUnreadable, WorkbookTooLarge
 
     tmp = os.fspath(dest) + ".tmp"
     try:
-        try:
-            reader = ChildSheetReader(src) if kind == XLS else SheetReader(src, xlsx_formats=kind == XLSX)
-        except Exception as exc:  # calamine raises its own error types for broken workbooks
-            _fail("not_a_table", detail=f"unreadable {kind} ({exc.__class__.__name__})")
+        # read in a child process held to WORKBOOK_MEMORY_LIMIT (spreadsheet.py says why)
+        reader = ChildSheetReader(src, xlsx_formats=kind == XLSX, max_cell_chars=max_cell_chars)
         try:
             with open(tmp, "w", encoding="utf-8", newline="") as fout:
                 writer = csv.writer(fout, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
                 header, rows = _copy(reader, writer, max_cell_chars, src, kind)
-        except UNREADABLE as exc:  # a workbook broken past its first rows
-            _fail("not_a_table", row=reader.line_num or None, detail=f"unreadable {kind} ({exc.__class__.__name__})")
+        except WorkbookTooLarge as exc:
+            if kind == XLS:  # at most 65,536 rows of 256 columns: a .xls that needs more is damaged
+                _fail("not_a_table", row=reader.line_num or None, detail=f"unreadable {kind} ({exc})")
+            _fail("workbook_too_large", row=reader.line_num + 1 if reader.line_num else None,
+                  limit=WORKBOOK_MEMORY_LIMIT >> 20)
+        except SheetUnreadable as exc:  # a broken workbook, at its start or past its first rows
+            _fail("not_a_table", row=reader.line_num or None, detail=f"unreadable {kind} ({exc})")
         finally:
             reader.close()
         os.replace(tmp, dest)

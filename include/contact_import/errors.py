@@ -124,3 +124,10 @@ def advised_message(issue: Issue, lang: str = "en") -> str:
     if lang.lower().startswith("zh"):
         return issue.message(lang) + advice[1]
     return f"{issue.message(lang)} {advice[0]}"
+
+# Files at the edges (docs/design.md#the-import-file): what would take more memory to read
+# than an import may use is refused, by the limits encoding.py and spreadsheet.py name.
+CODES.update({
+    "too_many_columns": (ERROR, "The header has more than {limit} columns; keep only the columns to import.", "標題列超過 {limit} 個欄位，請只保留要匯入的欄位。"),
+    "workbook_too_large": (ERROR, "The workbook needs more than {limit} MiB of memory to read (its cells or shared strings expand to that much); save its first sheet as CSV UTF-8 and upload that.", "讀取此活頁簿需要超過 {limit} MiB 的記憶體（儲存格或共用字串展開後過大），請將第一個工作表另存為 CSV UTF-8 後再上傳。"),
+})

@@ -21,8 +21,10 @@ import math
 import os
 import posixpath
 import re
+import signal
 import subprocess
 import sys
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -30,13 +32,30 @@ from xml.etree import ElementTree
 
 from python_calamine import CalamineError, CalamineWorkbook
 
-# A damaged .xls can make calamine ask for gigabytes (2 GiB for a workbook cut short),
-# which would take the whole worker down; .xls is read in a child process held to this.
-XLS_MEMORY_LIMIT = 1 << 30
+# calamine holds a whole sheet in memory, and a workbook can ask for far more than its
+# size: a damaged .xls asks for 2 GiB when cut short, an .xlsx whose shared strings or
+# cells are a "zip bomb" (a few KiB that inflate to gigabytes) for as much as they
+# inflate to. So every workbook is read in a child process held to this much address
+# space; one that needs more is `workbook_too_large` rather than the worker killed for
+# its memory. About 400,000 rows of 11 columns of an .xlsx fit (300,000 take 290 MiB).
+WORKBOOK_MEMORY_LIMIT = 384 << 20
+XLS_MEMORY_LIMIT = WORKBOOK_MEMORY_LIMIT  # the former name, when only .xls had a child
+# What the child sends of a row, so that the parent's memory stays bounded whatever
+# the sheet holds: at most this many cells (one more, non-blank, stands for any
+# non-blank cells beyond) ...
+MAX_ROW_CELLS = 1000
+# ... each cut after this many characters (the parent then answers value_too_long).
+MAX_CELL_TEXT = 1_000_000
+BEYOND = "\u2026"  # the stand-in for the non-blank cells cut off a row
+_OUT_OF_MEMORY_EXIT = 75  # the child's exit code when Python itself runs out of memory
 
 
 class SheetUnreadable(Exception):
     """The child process reading a workbook stopped before the sheet's end."""
+
+
+class WorkbookTooLarge(SheetUnreadable):
+    """The child process reading a workbook ran out of its WORKBOOK_MEMORY_LIMIT."""
 
 
 # What reading a broken workbook raises after it opened (calamine's rows, the child
@@ -101,12 +120,16 @@ class SheetReader:
 
 class ChildSheetReader:
     """SheetReader's rows from a child process (`python -m contact_import.spreadsheet`)
-    whose memory is limited, so a damaged workbook ends as SheetUnreadable rather than
-    as the worker killed for its memory. One JSON list of cell texts per sheet row."""
+    whose memory is limited, so a damaged or inflating workbook ends as SheetUnreadable
+    (WorkbookTooLarge when it ran out of memory) rather than as the worker killed for
+    its memory. One JSON list of cell texts per sheet row, cut as `_bounded` says."""
 
-    def __init__(self, path):
-        self._proc = subprocess.Popen([sys.executable, "-m", __name__, os.fspath(path)], stdout=subprocess.PIPE,
-                                      stderr=subprocess.DEVNULL, text=True, encoding="utf-8")
+    def __init__(self, path, *, xlsx_formats: bool = False, max_cell_chars: int = MAX_CELL_TEXT):
+        self._stderr = tempfile.TemporaryFile()
+        args = [sys.executable, "-m", __name__, os.fspath(path), "1" if xlsx_formats else "0",
+                str(min(max_cell_chars, MAX_CELL_TEXT))]
+        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+                                      encoding="utf-8")
         self.line_num = 0
 
     def __iter__(self):
@@ -115,8 +138,20 @@ class ChildSheetReader:
     def __next__(self) -> list[str]:
         line = self._proc.stdout.readline()
         if not line:
-            if self._proc.wait() != 0:
-                raise SheetUnreadable(f"the workbook reader stopped with exit code {self._proc.returncode}")
+            code = self._proc.wait()
+            if code != 0:
+                self._stderr.seek(0, os.SEEK_END)
+                self._stderr.seek(max(0, self._stderr.tell() - 4096))
+                said = self._stderr.read().decode("utf-8", "replace")
+                # calamine (Rust) aborts on a failed allocation; Python raises MemoryError;
+                # the kernel's OOM killer sends SIGKILL
+                if (code in (_OUT_OF_MEMORY_EXIT, -signal.SIGABRT, -signal.SIGKILL)
+                        or "memory allocation" in said or "MemoryError" in said):
+                    raise WorkbookTooLarge(f"the workbook needs more than {WORKBOOK_MEMORY_LIMIT >> 20} MiB")
+                # a traceback's last line names the exception: "python_calamine.ZipError: ..."
+                last = said.strip().rpartition("\n")[2].partition(":")[0]
+                name = last.rpartition(".")[2] if re.fullmatch(r"[A-Za-z_][\w.]*", last) else ""
+                raise SheetUnreadable(name or f"exit code {code}")
             raise StopIteration
         self.line_num += 1
         return json.loads(line)
@@ -126,17 +161,33 @@ class ChildSheetReader:
             self._proc.kill()
         self._proc.stdout.close()
         self._proc.wait()
+        self._stderr.close()
 
 
-def _serve_rows(path: str) -> None:
+def _bounded(cells: list[str], max_cell_chars: int) -> list[str]:
+    """At most MAX_ROW_CELLS + 1 cells of at most max_cell_chars + 1 characters: enough
+    for the parent to tell a header of too many columns, a row wider than its header, and
+    a value too long, without holding a row of any size."""
+    if len(cells) > MAX_ROW_CELLS:
+        beyond = any(map(str.strip, cells[MAX_ROW_CELLS:]))
+        cells = cells[:MAX_ROW_CELLS] + [BEYOND if beyond else ""]
+    if max(map(len, cells), default=0) > max_cell_chars:
+        cells = [c[:max_cell_chars + 1] for c in cells]
+    return cells
+
+
+def _serve_rows(path: str, xlsx_formats: bool, max_cell_chars: int) -> None:
     import resource
 
-    resource.setrlimit(resource.RLIMIT_AS, (XLS_MEMORY_LIMIT, XLS_MEMORY_LIMIT))  # this child's own limit
+    resource.setrlimit(resource.RLIMIT_AS, (WORKBOOK_MEMORY_LIMIT, WORKBOOK_MEMORY_LIMIT))  # this child's own
     out = open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
-    reader = SheetReader(path, xlsx_formats=False)
-    for row in reader:
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    out.flush()
+    try:
+        reader = SheetReader(path, xlsx_formats=xlsx_formats)
+        for row in reader:
+            out.write(json.dumps(_bounded(row, max_cell_chars), ensure_ascii=False) + "\n")
+        out.flush()
+    except MemoryError:
+        os._exit(_OUT_OF_MEMORY_EXIT)
 
 
 # ---------------------------------------------------------------- .xlsx number formats
@@ -315,4 +366,4 @@ def _styled_rows(path) -> Iterator[tuple[int, dict[int, Callable]]]:
 
 
 if __name__ == "__main__":
-    _serve_rows(sys.argv[1])
+    _serve_rows(sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]))
