@@ -1,6 +1,8 @@
 """OMO bindings: checking them against the workspace, and applying them set-based."""
 from __future__ import annotations
 
+from typing import Callable
+
 import pandas as pd
 
 from . import db, normalised
@@ -100,12 +102,18 @@ def apply(conn, ws: Workspace, channel: Channel, rows: pd.DataFrame) -> dict[str
     return {"bound": bound, "unbound": unbound}
 
 
-def apply_file(conn, ws: Workspace, channel: Channel, path, chunk_rows: int, action=apply) -> dict[str, int]:
-    """Apply (or, with `count_changes`, count) the bindings of a normalised file, chunk by chunk."""
+def apply_file(conn, ws: Workspace, channel: Channel, path, chunk_rows: int, action=apply,
+               on_progress: Callable[[int], None] | None = None) -> dict[str, int]:
+    """Apply (or, with `count_changes`, count) the bindings of a normalised file, chunk by
+    chunk; on_progress(rows) after each chunk: the file's rows done so far."""
     totals = {"bound": 0, "unbound": 0}
+    done = 0
     for chunk in normalised.read(path, chunk_rows, COLUMNS):
         for key, value in action(conn, ws, channel, chunk).items():
             totals[key] += value
+        done += len(chunk)
+        if on_progress is not None:
+            on_progress(done)
     return totals
 
 

@@ -237,6 +237,9 @@ def _describe(summary: dict) -> str:
     lines = [f"import {summary['import_id']}: {summary['status']}"
              f" ({summary.get('workspace')}/{summary.get('channel')}, {summary.get('rows')} rows,"
              f" encoding {summary.get('encoding')})"]
+    running = _progress_line(summary.get("progress"))
+    if running:
+        lines.append(f"  {running}")
     counts = summary.get("result") or summary.get("preview")
     if counts:
         lines.append("  " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -252,6 +255,30 @@ def _describe(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _progress_line(progress: dict | None) -> str | None:
+    """A running import's step in one line: `checking 50,000/152,645 rows, 2,104 rows/s, about 48 s left`."""
+    if not progress:
+        return None
+    total = f"{progress['rows_total']:,}" if progress.get("rows_total") is not None else "?"
+    parts = [f"{progress['step']} {progress['rows_done']:,}/{total} rows"]
+    if progress.get("rows_per_second") is not None:
+        parts.append(f"{progress['rows_per_second']:,.0f} rows/s")
+    if progress.get("seconds_left") is not None:
+        parts.append(f"about {_duration(progress['seconds_left'])} left")
+    return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
 def cmd_status(args) -> int:
     with db.transaction(_context(args).cdp_url) as conn:
         if args.import_id:
@@ -265,8 +292,9 @@ def cmd_status(args) -> int:
         _emit(args, {"imports": items}, "")
     else:
         for item in items:
+            rows = _progress_line(item.get("progress")) or f"{item['processed_rows']}/{item['total_rows']}"
             print(f"{item['import_id']}  {item['created_at'][:19]}  {item['workspace']:<12} {item['channel']:<9}"
-                  f" {item['status']:<18} {item['processed_rows']}/{item['total_rows']}")
+                  f" {item['status']:<18} {rows}")
     return EXIT_OK
 
 

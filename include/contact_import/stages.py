@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -32,9 +33,10 @@ def _mapped_chunks(work_dir: Path, columns: dict[str, str], chunk_rows: int):
 
 def validate_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: Path,
                   columns: dict[str, str], timings: Timings | None = None, *, tag_mode: str = "append",
-                  shortcut: bool = False) -> list[Issue]:
+                  shortcut: bool = False, on_progress: Callable[[int], None] | None = None) -> list[Issue]:
     """Normalise, run the GX suite and the binding checks chunk by chunk; write the
-    normalised rows when the file is clean.
+    normalised rows when the file is clean. on_progress(rows) after each chunk: the rows
+    of the file read so far, those left out as unchanged included.
 
     Memory follows the chunk, not the file: what spans chunks (duplicate User IDs, rows
     sharing a profile) is collected as the chunks pass. With `shortcut`, rows the CDP
@@ -47,7 +49,7 @@ def validate_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: P
     (work_dir / import_folder.UNCHANGED).unlink(missing_ok=True)
     skip: np.ndarray | None = None  # None: match the rows chunk by chunk
     for attempt in range(3):
-        issues, matched, repeated = checks.run(digest, matcher, skip)
+        issues, matched, repeated = checks.run(digest, matcher, skip, on_progress=on_progress)
         if not len(matched):
             break
         reached = set() if repeated else matcher.reached()
@@ -88,8 +90,8 @@ class _RowChecks:
             workspaces.store_codes(conn, ws.id) if omo else None)
         self.unfolded = work_dir / (import_folder.NORMALISED + ".unfolded")
 
-    def run(self, digest: str, matcher: unchanged.Matcher | None,
-            skip: np.ndarray | None) -> tuple[list[Issue], np.ndarray, bool]:
+    def run(self, digest: str, matcher: unchanged.Matcher | None, skip: np.ndarray | None, *,
+            on_progress: Callable[[int], None] | None = None) -> tuple[list[Issue], np.ndarray, bool]:
         """The issues, the rows left out as unchanged, and whether a User ID repeats."""
         timings, headers = self.timings, self.headers
         data_docs = self.work_dir / import_folder.DATA_DOCS
@@ -129,7 +131,7 @@ class _RowChecks:
             normalised.write_header(out)
             chunk_rows = config.validate_chunk_rows()
             chunks = _mapped_chunks(self.work_dir, self.columns, chunk_rows)
-            for frame in timed_iter(chunks, timings, "validate.read"):
+            for frame in _reporting(timed_iter(chunks, timings, "validate.read"), on_progress):
                 with timed(timings, "validate.unchanged"):
                     prints = unchanged.fingerprints(frame, digest)
                     if matcher is not None and matcher.active and USER_ID in frame:
@@ -153,9 +155,22 @@ class _RowChecks:
         return validation.first_per_cell(issues), rows_matched, repeated
 
 
-def preview(url: str, ws: workspaces.Workspace, channel_name: str, tag_mode: str,
-            work_dir: Path) -> tuple[dict[str, int], list[Issue]]:
+def _reporting(frames: Iterable[pd.DataFrame],
+               on_progress: Callable[[int], None] | None) -> Iterator[pd.DataFrame]:
+    """The frames, calling on_progress(rows of the frames so far) once the loop is done with
+    each (when it asks for the next one, or after the last), so a chunk it skips counts too."""
+    read = 0
+    for frame in frames:
+        yield frame
+        read += len(frame)
+        if on_progress is not None:
+            on_progress(read)
+
+
+def preview(url: str, ws: workspaces.Workspace, channel_name: str, tag_mode: str, work_dir: Path, *,
+            on_progress: Callable[[int], None] | None = None) -> tuple[dict[str, int], list[Issue]]:
     """What the import will do, planned by the import's own code without writing.
+    on_progress(rows) after each chunk: the rows of the normalised file planned so far.
 
     The upsert's planning pass runs as a dry run (upsert.Upserter), so its counts and
     warnings are the import's; the workspace lock keeps other imports from changing
@@ -163,12 +178,21 @@ def preview(url: str, ws: workspaces.Workspace, channel_name: str, tag_mode: str
     """
     channel = get_channel(channel_name)
     warnings: list[Issue] = []
+    planned = 0
+
+    def chunk_planned(number, chunk, plan) -> None:
+        nonlocal planned
+        warnings.extend(plan.warnings)
+        planned += len(chunk)
+        if on_progress is not None:
+            on_progress(planned)
+
     conn = db.connect(url)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (upsert.LOCK_NAMESPACE, ws.id))
         counts = upsert.run(conn, ws, channel, tag_mode, work_dir / import_folder.NORMALISED, config.chunk_rows(),
-                            on_chunk=lambda number, chunk, plan: warnings.extend(plan.warnings), dry_run=True)
+                            on_chunk=chunk_planned, dry_run=True)
         counts["unchanged"] += unchanged.count(work_dir / import_folder.UNCHANGED)
         return counts | binding.apply_file(conn, ws, channel, work_dir / import_folder.NORMALISED,
                                            config.chunk_rows(), binding.count_changes), warnings

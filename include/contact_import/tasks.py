@@ -43,11 +43,25 @@ def _record_timings(ctx: Context, import_id: str, timings: Timings) -> None:
         imports.add_timings(conn, import_id, timings)
 
 
+def _start_step(ctx: Context, import_id: str, step: str, rows_done: int = 0) -> Callable[[int], None]:
+    """Enter `step`; returns the callback a stage calls after each chunk with its rows done
+    (plus `rows_done`, the rows done before it started). Each call is one UPDATE in a short
+    transaction of its own: the stage's work runs in a long one nobody sees until it ends."""
+    with db.transaction(ctx.cdp_url) as conn:
+        imports.start_step(conn, import_id, step, rows_done)
+
+    def record(rows: int) -> None:
+        with db.transaction(ctx.cdp_url) as conn:
+            imports.record_progress(conn, import_id, step, rows_done + rows)
+    return record
+
+
 def detect_encoding(ctx: Context, import_id: str) -> dict[str, Any]:
     timings: Timings = {}
     with db.transaction(ctx.cdp_url) as conn:
         record, _ = _load(conn, import_id)
         _change(conn, import_id, statuses.VALIDATING)
+        imports.start_step(conn, import_id, imports.READING)
     upload = ctx.storage.path(record["file_uri"]).name
     with ctx.storage.local_folder(record["work_dir"], fetch=[upload],
                                   publish=[import_folder.UTF8, *import_folder.REJECTION]) as local:
@@ -58,6 +72,7 @@ def detect_encoding(ctx: Context, import_id: str) -> dict[str, Any]:
             _reject(ctx, import_id, local, record["work_dir"], [exc.issue])
     with db.transaction(ctx.cdp_url) as conn:
         imports.update(conn, import_id, encoding=info.encoding, delimiter=info.delimiter, total_rows=info.rows)
+        imports.record_progress(conn, import_id, imports.READING, info.rows)
         imports.add_timings(conn, import_id, timings)
     return {"import_id": import_id, "encoding": info.encoding, "delimiter": info.delimiter, "rows": info.rows}
 
@@ -80,7 +95,7 @@ def validate(ctx: Context, import_id: str) -> dict[str, Any]:
     """Check the rows and write them normalised. The preview (what the import will do,
     planned without writing) costs about a third of the upsert, so it is made only for an
     import that waits for someone's approval; the upsert records the warnings itself."""
-    from . import stages
+    from . import stages, unchanged
 
     with db.transaction(ctx.cdp_url) as conn:
         record, ws = _load(conn, import_id)
@@ -89,16 +104,21 @@ def validate(ctx: Context, import_id: str) -> dict[str, Any]:
                                            *import_folder.REJECTION]) as local:
         columns = json.loads((local / import_folder.COLUMNS).read_text(encoding="utf-8"))
         timings: Timings = {}
+        progress = _start_step(ctx, import_id, imports.CHECKING)
         with db.transaction(ctx.cdp_url) as conn:
             issues = stages.validate_file(conn, ws, record["channel"], local, columns, timings,
-                                          tag_mode=record["tag_mode"], shortcut=config.unchanged_shortcut())
+                                          tag_mode=record["tag_mode"], shortcut=config.unchanged_shortcut(),
+                                          on_progress=progress)
         _record_timings(ctx, import_id, timings)
         if any(i.severity == ERROR for i in issues):
             _reject(ctx, import_id, local, record["work_dir"], issues)
         counts, warnings = None, []
         if record["require_approval"]:
+            left_out = unchanged.count(local / import_folder.UNCHANGED)  # not in the normalised rows
+            progress = _start_step(ctx, import_id, imports.PREVIEW, left_out)
             with timed(timings, "validate.preview"):
-                counts, warnings = stages.preview(ctx.cdp_url, ws, record["channel"], record["tag_mode"], local)
+                counts, warnings = stages.preview(ctx.cdp_url, ws, record["channel"], record["tag_mode"], local,
+                                                  on_progress=progress)
             _record_timings(ctx, import_id, timings)
             if warnings:  # the rows behind the preview's profile_shared / identity_conflict counts
                 write_report(warnings, local / import_folder.WARNINGS)
@@ -138,6 +158,7 @@ def upsert_contacts(ctx: Context, import_id: str) -> dict[str, Any]:
         if fresh:  # the warnings are the upsert's own: a preview's are replaced
             imports.forget_warnings(conn, import_id)
         _change(conn, import_id, statuses.IMPORTING)
+        imports.start_step(conn, import_id, imports.IMPORTING, 0 if fresh else record["processed_rows"])
         conn.commit()
         done = record["result"] or {}
         warned = {} if fresh else dict(record["warnings"] or {})
@@ -160,6 +181,8 @@ def upsert_contacts(ctx: Context, import_id: str) -> dict[str, Any]:
                 unchanged_rows = _unchanged_rows(ctx, conn, import_id, record, ws)
                 done = {"unchanged": unchanged_rows}
                 imports.update(conn, import_id, processed_rows=unchanged_rows, result=done)
+                # the step starts again here: checking the rows left out is not the chunks' pace
+                imports.start_step(conn, import_id, imports.IMPORTING, unchanged_rows)
                 conn.commit()
             with interruption.stop_on_signals(conn) as stop, \
                     ctx.storage.local_folder(record["work_dir"], fetch=[import_folder.NORMALISED]) as local:
@@ -225,9 +248,11 @@ def bind_teammates(ctx: Context, import_id: str) -> dict[str, Any]:
         record, ws = _load(conn, import_id)
         with conn.cursor() as cur:
             unchanged.applying(cur)
-        with ctx.storage.local_folder(record["work_dir"], fetch=[import_folder.NORMALISED]) as local:
+        with ctx.storage.local_folder(record["work_dir"],
+                                      fetch=[import_folder.NORMALISED, import_folder.UNCHANGED]) as local:
+            progress = _start_step(ctx, import_id, imports.BINDING, unchanged.count(local / import_folder.UNCHANGED))
             counts = binding.apply_file(conn, ws, get_channel(record["channel"]), local / import_folder.NORMALISED,
-                                        config.chunk_rows())
+                                        config.chunk_rows(), on_progress=progress)
         imports.update(conn, import_id, result={**(record["result"] or {}), **counts})
     return {"import_id": import_id, **counts}
 

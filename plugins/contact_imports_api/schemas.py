@@ -11,13 +11,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contact_import import statuses
+from contact_import import imports, statuses
 from contact_import.channels import CHANNELS, TAG_MODES
 from contact_import.context import CONNECTION_ID
 from contact_import.endpoints import IMPORT_DAG_ID
 
 Status = Literal[statuses.STATUSES]  # type: ignore[valid-type]
 TagMode = Literal[TAG_MODES]  # type: ignore[valid-type]
+Step = Literal[imports.STEPS]  # type: ignore[valid-type]
 Counts = dict[str, int]
 
 
@@ -31,6 +32,24 @@ class Message(BaseModel):
     errors_by_code: Counts | None = Field(
         description="A rejected file's (validation_failed) errors counted by code, e.g."
                     ' {"invalid_email": 3}; the rows are in the error report. Null otherwise.')
+
+
+class Progress(BaseModel):
+    """Where a running import is: its step and that step's rows, updated once per chunk."""
+
+    model_config = ConfigDict(title="Progress")
+
+    step: Step = Field(
+        description="The step running: `reading` (the file's encoding and columns), `checking` (validation),"
+                    " `preview` (the changes planned without writing, for approval), `importing` (writing"
+                    " contacts), `binding` (OMO bindings).")
+    rows_done: int = Field(description="Rows of the file this step has done, after its last chunk; rows that"
+                                       " validation left out as unchanged count as done.")
+    rows_total: int | None = Field(description="Rows in the file; null until they are counted (while reading).")
+    rows_per_second: float | None = Field(description="Rows per second since the step started; null until its"
+                                                      " first chunk ends.")
+    seconds_left: float | None = Field(description="Estimated seconds until the step ends, at that rate; null"
+                                                   " while there is no rate or no total.")
 
 
 class Import(BaseModel):
@@ -80,6 +99,8 @@ class Import(BaseModel):
     created_at: datetime | None = Field(description="When the import was recorded.")
     started_at: datetime | None = Field(description="When its validation started.")
     finished_at: datetime | None = Field(description="When it ended.")
+    progress: Progress | None = Field(description="The running step and its rows, rate and time left; null"
+                                                  " unless the import is validating or importing.")
 
 
 class ImportList(BaseModel):

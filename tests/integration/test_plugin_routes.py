@@ -395,6 +395,34 @@ def test_a_waiting_import_says_when_its_dag_is_paused_in_airflow(api, airflow, c
     assert len(airflow.dag_reads) == reads  # nothing waiting: Airflow is not asked
 
 
+def test_a_validating_import_shows_its_step_rows_rate_and_time_left(api, cdp_url, monkeypatch):
+    from contact_import import stages
+
+    monkeypatch.setenv("CONTACT_IMPORT_VALIDATE_CHUNK_ROWS", "4")
+    created = upload(api, csv_bytes(10, start=800)).json()
+    assert created["status"] == "waiting" and created["progress"] is None
+    answers = []
+    real = stages.validate_file
+
+    def validate_file(*args, on_progress, **kwargs):  # read through the API after each chunk
+        def chunk_done(rows):
+            on_progress(rows)
+            answers.append(api.get(f"{API}/imports/{created['id']}").json())
+        return real(*args, on_progress=chunk_done, **kwargs)
+
+    monkeypatch.setattr(stages, "validate_file", validate_file)
+    assert run_recorded(cdp_url, created["id"])["status"] == "completed"
+    assert [(a["status"], a["progress"]["step"], a["progress"]["rows_done"], a["progress"]["rows_total"])
+            for a in answers] == [("validating", "checking", rows, 10) for rows in (4, 8, 10)]
+    first = answers[0]["progress"]
+    assert first["rows_per_second"] > 0 and first["seconds_left"] >= 0
+    assert set(first) == {"step", "rows_done", "rows_total", "rows_per_second", "seconds_left"}
+    done = api.get(f"{API}/imports/{created['id']}").json()
+    assert done["status"] == "completed" and done["progress"] is None
+    (listed,) = [i for i in api.get(f"{API}/imports").json()["imports"] if i["id"] == created["id"]]
+    assert listed["progress"] is None
+
+
 def test_templates_per_channel_tag_mode_and_workspace(api):
     line = api.get(f"{API}/templates/line.csv", params={"tag_mode": "overwrite", "workspace": "demo"})
     assert line.status_code == 200 and 'filename="line-overwrite.csv"' in line.headers["content-disposition"]
