@@ -324,3 +324,46 @@ def test_limits_hold_for_files_just_inside_them(cdp_url, demo_workspace, tmp_pat
     assert answer["issue_count"] == 989 and answer["issues"][0][0] == "unknown_column"
     assert answer["written"] == [import_folder.UTF8]
     assert answer["peak_mib"] < MEMORY_TARGET_MIB
+
+
+# ---------------------------------------------------------------- the upload route
+
+@pytest.fixture
+def upload_api(cdp_url, demo_workspace, monkeypatch):
+    """The plugin's routes as tests/integration/test_plugin_routes.py serves them: the
+    caller allowed everything, Airflow a stand-in that records the runs triggered."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from contact_import.endpoints import PLUGIN_PREFIX
+    from tests.integration import test_plugin_routes as routes
+
+    airflow = routes.Airflow()
+    monkeypatch.setattr(routes.airflow_client, "trigger", airflow.trigger)
+    monkeypatch.setattr(routes.airflow_client, "fail_run", airflow.fail_run)
+    monkeypatch.setattr(routes.runs, "triggering_users", airflow.triggering_users)
+    caller = routes.auth.Caller(user=None, token="a-token")
+    routes.app.dependency_overrides[routes.auth.reader] = lambda: caller
+    routes.app.dependency_overrides[routes.auth.writer] = lambda: caller
+    routes.app.dependency_overrides[routes.cdp.cdp_context] = lambda: ctx(cdp_url)
+    server = FastAPI()
+    server.mount(PLUGIN_PREFIX, routes.app)
+    yield TestClient(server), airflow
+    routes.app.dependency_overrides.clear()
+
+
+@pytest.mark.parametrize("name", [name for name, case in CASES.items() if case[3] == "same"])
+def test_the_upload_route_refuses_the_file_with_its_code(upload_api, cdp_url, files, name):
+    from tests.helpers import upload
+
+    client, airflow = upload_api
+    _, code, row, _ = CASES[name]
+    status = 422
+    if name == "xlsx shared strings bomb":
+        # refused sooner still: the upload declares 3 GiB unpacked (docs/operations.md#uploads)
+        status, code = 413, "unpacked_too_large"
+    before = table_counts(cdp_url)
+    answer = upload(client, files[name].read_bytes(), name=files[name].name)
+    assert answer.status_code == status, answer.text
+    assert [(e["code"], e["row"]) for e in answer.json()["errors"]] == [(code, row)]
+    assert table_counts(cdp_url) == before and airflow.triggered == []  # not even an import recorded
