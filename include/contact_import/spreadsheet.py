@@ -26,11 +26,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from xml.etree import ElementTree
 
-from python_calamine import CalamineError, CalamineWorkbook
+from python_calamine import CalamineWorkbook
 
 # calamine holds a whole sheet in memory, and a workbook can ask for far more than its
 # size: a damaged .xls asks for 2 GiB when cut short, an .xlsx whose shared strings or
@@ -56,11 +55,6 @@ class SheetUnreadable(Exception):
 
 class WorkbookTooLarge(SheetUnreadable):
     """The child process reading a workbook ran out of its WORKBOOK_MEMORY_LIMIT."""
-
-
-# What reading a broken workbook raises after it opened (calamine's rows, the child
-# process, or the sheet's XML read for number formats).
-UNREADABLE = (CalamineError, SheetUnreadable, zipfile.BadZipFile, zlib.error, EOFError, ElementTree.ParseError)
 
 
 def cell_text(value) -> str:
