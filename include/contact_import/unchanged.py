@@ -78,10 +78,12 @@ def fingerprints(frame: pd.DataFrame, digest: str) -> pd.Series:
 class Matcher:
     """Finds, chunk by chunk during validation, the rows whose fingerprint their contact holds.
 
-    The fingerprints the workspace's contacts of the channel hold are loaded once, as a
-    sorted array (32 bytes a contact), so a chunk is matched in memory. A row whose
-    fingerprint is among them has the cells (User ID included) of the row that contact's
-    fingerprint was made from; `reached` confirms each against its contact in one join.
+    The first halves of the fingerprints the workspace's contacts of the channel hold are
+    loaded once, as a sorted array (16 bytes a contact), so a chunk is matched in memory.
+    A row whose fingerprint's first half is among them has, but for odds of 1 in 2^64,
+    the cells (User ID included) of the row that contact's fingerprint was made from;
+    `reached` confirms each whole against its contact in one join, and sends any other
+    back to the full path.
     The rows matched, with their contacts and customers, and (while any matched) the
     User IDs, emails and phones of the rows taking the full path are kept in temporary
     tables of validation's connection.
@@ -92,10 +94,11 @@ class Matcher:
         with conn.cursor() as cur:
             stored = io.BytesIO()
             cur.copy_expert(cur.mogrify(
-                "COPY (SELECT replace(f.fingerprint::text, '-', '') FROM cdp.contact_fingerprints f"
+                "COPY (SELECT left(replace(f.fingerprint::text, '-', ''), 16) FROM cdp.contact_fingerprints f"
                 " JOIN cdp.contacts c ON c.id = f.contact_id WHERE c.workspace_id = %s AND c.channel = %s)"
                 " TO STDOUT", (ws.id, channel.name)).decode(), stored)
-            self._stored = np.sort(np.frombuffer(stored.getbuffer(), dtype=[("print", "S32"), ("end", "S1")])["print"])
+            self._stored = np.sort(np.frombuffer(stored.getbuffer(), dtype=[("print", "S16"), ("end", "S1")])["print"])
+            del stored
             self.active = len(self._stored) > 0
             if self.active:
                 cur.execute("""DROP TABLE IF EXISTS matched_rows, unchanged_rows, full_path_rows;
@@ -109,7 +112,7 @@ class Matcher:
         """The rows of a chunk (index = file line) whose fingerprint a contact holds."""
         if not self.active:
             return np.empty(0, dtype=np.int64)
-        keys = np.array(prints.tolist(), dtype="S32")
+        keys = np.array(prints.tolist(), dtype="S16")  # the first half: a hit is confirmed whole in `reached`
         at = np.minimum(np.searchsorted(self._stored, keys), len(self._stored) - 1)
         hit = (self._stored[at] == keys) & user_ids.notna().to_numpy()
         rows = user_ids.index[hit].to_numpy()
