@@ -68,6 +68,12 @@ class Import(BaseModel):
     source: str = Field(description="Where the import came from: `api` (this API and the page), `ui` (the DAG's"
                                     " trigger form in Airflow), `cli` (the CLI running the DAG locally), `feed`.")
     file_name: str | None = Field(description="The uploaded file's original name.")
+    file_repeat: int | None = Field(description="Which import of a file of this name into the workspace this is:"
+                                                " 1 for the first, 2 for the next, ...; null without a file name.")
+    feed: str | None = Field(description="For an import from a partner feed (`source` feed): the feed's name.")
+    triggered_by: str | None = Field(description="The Airflow user who uploaded the file or triggered the DAG run"
+                                                 " (Airflow's record of the run); null for feeds and the CLI's local"
+                                                 " runs, or when Airflow could not say.")
     encoding: str | None = Field(description="The file's detected text encoding, once detected.")
     delimiter: str | None = Field(description="The file's detected CSV delimiter, once detected.")
     total_rows: int | None = Field(description="Data rows in the file, once read.")
@@ -130,12 +136,6 @@ class WorkspaceList(BaseModel):
 
 
 class Error(BaseModel):
-    file_repeat: int | None = Field(description="Which import of a file of this name into the workspace this is:"
-                                                " 1 for the first, 2 for the next, ...; null without a file name.")
-    feed: str | None = Field(description="For an import from a partner feed (`source` feed): the feed's name.")
-    triggered_by: str | None = Field(description="The Airflow user who uploaded the file or triggered the DAG run"
-                                                 " (Airflow's record of the run); null for feeds and the CLI's local"
-                                                 " runs, or when Airflow could not say.")
     """An error answer."""
 
     detail: str | list[dict[str, Any]] = Field(

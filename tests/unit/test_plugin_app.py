@@ -225,6 +225,7 @@ def test_the_page_is_served_with_the_library_s_names(client):
 
 def test_every_api_call_needs_a_caller(client):
     assert client.get(f"{API_URL_PREFIX}/imports").status_code == 401
+    assert client.get(f"{API_URL_PREFIX}/workspaces").status_code == 401
     assert client.post(f"{API_URL_PREFIX}/imports/00000000-0000-0000-0000-000000000000/cancel").status_code == 401
     assert client.get(f"{API_URL_PREFIX}/templates/line.csv",
                       headers={"Authorization": "Bearer "}).status_code == 401
@@ -237,7 +238,6 @@ def test_no_cdp_connection_answers_503_with_one_line(client, monkeypatch):
         raise context.NoDatabase(message)
 
     monkeypatch.setattr(cdp, "_build", no_connection)
-    assert client.get(f"{API_URL_PREFIX}/workspaces").status_code == 401
     cdp.forget()
     app.dependency_overrides[auth.reader] = lambda: auth.Caller(user=None, token="t")
     answer = client.get(f"{API_URL_PREFIX}/imports")
