@@ -46,8 +46,11 @@ def test_the_plugin_registers_the_app_and_the_page():
 
     plugin = contact_imports_plugin.ContactImportsPlugin
     assert plugin.fastapi_apps[0]["app"] is app and plugin.fastapi_apps[0]["url_prefix"] == PLUGIN_PREFIX
-    assert plugin.external_views[0]["href"] == "/contact-imports/ui"
-    assert plugin.external_views[0]["url_route"] == "contact-imports"
+    view = plugin.external_views[0]
+    assert view["href"] == "/contact-imports/ui" and view["url_route"] == "contact-imports"
+    # Airflow's sidebar gives a label about 7 characters of 10px before its ellipsis
+    assert view["name"] == "Imports" and view["nav_top_level"] is True
+    assert view["icon"].startswith("data:image/svg+xml;base64,") and view["icon_dark_mode"] != view["icon"]
 
 
 def a_request(root_path: str = PLUGIN_PREFIX):
@@ -221,6 +224,15 @@ def test_the_page_is_served_with_the_library_s_names(client):
     assert 'const FINISHED = ["completed", "validation_failed", "cancelled", "failed"];' in page.text
     assert '<option value="whatsapp">whatsapp</option>' in page.text
     assert '<option value="overwrite">overwrite</option>' in page.text
+
+
+def test_the_page_names_every_error_and_warning_code_in_english_and_chinese():
+    """The list counts a rejected file's errors and an import's warnings by code, in short
+    names of its own: one in each language for every code of the error table."""
+    from contact_import import errors
+
+    page = (PLUGINS / "contact_imports_page.html").read_text(encoding="utf-8")
+    assert [code for code in errors.CODES if page.count(f"{code}: ") < 2] == []
 
 
 def test_every_api_call_needs_a_caller(client):
