@@ -100,12 +100,20 @@ Approve to import; Reject to cancel it with nothing written."""
         "channel": Param("line", type="string", enum=list(CHANNELS), title="Channel"),
         "tag_mode": Param("append", type="string", enum=list(TAG_MODES), title="Tag mode",
                           description="append adds the file's tags; overwrite makes them exactly the file's"),
-        "file": Param("", type="string", title="File", description="Path or URI of the CSV or .xlsx file"),
+        "file": Param("", type="string", title="File in storage",
+                      description="Where the file already is, as a path or URI that Airflow's workers can read:"
+                                  " /data/inbox/contacts.csv, s3://aws_default@bucket/contacts.xlsx. This form"
+                                  " uploads nothing (to upload one, use Imports in the menu). CSV, .xlsx, .xls"
+                                  " or .ods."),
         "mapping": Param({}, type=["object", "null"], title="Column mapping",
                          description='Optional {"file header": "field or attribute key" | null}'),
-        "require_approval": Param(False, type="boolean", title="Require approval"),
-        "import_id": Param(None, type=["null", "string"], title="Import id",
-                           description="Set by the CLI and the upload API; leave empty in the form"),
+        # null admitted: Airflow's form marks every field whose type excludes null as required,
+        # and a switch left off is an answer.
+        "require_approval": Param(False, type=["boolean", "null"], title="Require approval",
+                                  description="Wait after validation until someone approves the preview in"
+                                              " Airflow (Required Actions)"),
+        # No param for the import id: the upload API, the CLI and feeds name their import in
+        # the run's conf (import_id_of reads it there); the form has no import yet.
     },
 )
 def contact_import():
@@ -113,12 +121,13 @@ def contact_import():
     def detect_encoding() -> dict:
         airflow_context = get_current_context()
         params, import_id, ctx = airflow_context["params"], import_id_of(airflow_context), cdp_context()
-        if not params.get("import_id") and not intake.import_exists(ctx, import_id):
+        named = (airflow_context["dag_run"].conf or {}).get("import_id")  # by the API, the CLI or a feed
+        if not named and not intake.import_exists(ctx, import_id):
             try:
                 intake.create_import(ctx, workspace=params["workspace"], channel=params["channel"],
                                        tag_mode=params["tag_mode"], file=params["file"],
                                        mapping=params.get("mapping") or None,
-                                       require_approval=params["require_approval"], source="ui",
+                                       require_approval=bool(params.get("require_approval")), source="ui",
                                        import_id=import_id, dag_run_id=airflow_context["dag_run"].run_id)
             except (ValueError, LookupError) as exc:
                 raise AirflowFailException(str(exc)) from None

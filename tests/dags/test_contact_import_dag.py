@@ -37,6 +37,36 @@ def test_dag_has_the_pipeline_tasks_in_order_and_typed_params(dag):
     assert dag.max_active_runs == 1
 
 
+def test_the_trigger_form_asks_for_a_file_in_storage_and_shows_no_import_id(dag):
+    """What Airflow's trigger form shows: it draws a field per param, marks one required when
+    its type excludes null, and draws a boolean as a switch."""
+    params = dag.params
+    assert list(params) == ["workspace", "channel", "tag_mode", "file", "mapping", "require_approval"]
+    approval = params.get_param("require_approval")
+    assert set(approval.schema["type"]) == {"boolean", "null"} and approval.value is False
+    file = params.get_param("file")
+    assert file.schema["title"] == "File in storage"
+    assert "path or URI" in file.description and "uploads nothing" in file.description
+    assert "null" in params.get_param("mapping").schema["type"]
+
+
+def test_a_run_whose_conf_names_its_import_imports_that_one(dag, cdp_url, demo_workspace, airflow_on_cdp):
+    """The upload API, the CLI and feeds record the import, then name it in the run's conf
+    (no longer a param of the form)."""
+    from contact_import import intake
+    from tests.helpers import ctx
+
+    import_id = intake.create_import(ctx(cdp_url), workspace="demo", channel="line", tag_mode="append",
+                                     file=str(SAMPLE), source="api")
+    run = dag.test(run_conf={"workspace": "demo", "channel": "line", "tag_mode": "append", "file": "",
+                             "import_id": import_id})
+    assert run.state == "success"
+    with db.transaction(cdp_url) as conn:
+        (record,) = imports.list_imports(conn)
+    assert (record["id"], record["status"], record["source"]) == (import_id, statuses.COMPLETED, "api")
+    assert record["dag_run_id"] == run.run_id and record["result"]["created"] == 6
+
+
 def test_dag_test_runs_an_import_from_the_trigger_form_params(dag, cdp_url, demo_workspace, airflow_on_cdp):
     """What a user does in the Airflow UI: only workspace, channel, tag mode and file."""
     run = dag.test(run_conf={"workspace": "demo", "channel": "line", "tag_mode": "append", "file": str(SAMPLE)})
