@@ -210,9 +210,8 @@ def build_env(url: str, port: int) -> dict[str, str]:
     }
     for key, value in defaults.items():
         env[key] = os.environ.get(key) or value
-    # A local dev target: DAGs are ready to run as soon as they are parsed (unpause_project_dags
-    # takes care of the ones an earlier run recorded paused).
-    env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
+    # DAGs run as soon as they are parsed (local_airflow.environment); unpause_project_dags
+    # takes care of the ones a run before that setting recorded paused.
     if not env["AIRFLOW__API_AUTH__JWT_SECRET"]:
         env["AIRFLOW__API_AUTH__JWT_SECRET"] = jwt_secret(home)
     return env

@@ -31,6 +31,8 @@ def environment(url: str) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # `make demo` records the DAGs in the same metadata database `make airflow` uses later
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         f"AIRFLOW_CONN_{CONNECTION_ID.upper()}": connection_json(url),
     })
     return env
