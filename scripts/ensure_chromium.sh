@@ -5,7 +5,8 @@ set -euo pipefail
 if [[ -n "${CONTACT_IMPORT_CHROMIUM:-}" ]]; then
   exit 0
 fi
-if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then
+# fonts-noto-cjk: the page's zh-TW screenshots show boxes without a Chinese font
+if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver && -d /usr/share/fonts/opentype/noto ]]; then
   exit 0
 fi
 if ! command -v apt-get >/dev/null; then
@@ -22,8 +23,8 @@ if [[ $(id -u) -ne 0 ]]; then
   as_root=(sudo -n)
 fi
 export DEBIAN_FRONTEND=noninteractive
-echo "ensure_chromium: installing Debian's chromium and chromium-driver (browser test)"
-if ! "${as_root[@]}" apt-get install -y -q chromium chromium-driver >/dev/null; then
+echo "ensure_chromium: installing Debian's chromium, chromium-driver and fonts-noto-cjk (browser test)"
+if ! "${as_root[@]}" apt-get install -y -q chromium chromium-driver fonts-noto-cjk >/dev/null; then
   "${as_root[@]}" apt-get update -q >/dev/null
-  "${as_root[@]}" apt-get install -y -q chromium chromium-driver >/dev/null
+  "${as_root[@]}" apt-get install -y -q chromium chromium-driver fonts-noto-cjk >/dev/null
 fi
