@@ -6,7 +6,7 @@ if [[ -n "${CONTACT_IMPORT_CHROMIUM:-}" ]]; then
   exit 0
 fi
 # fonts-noto-cjk: the page's zh-TW screenshots show boxes without a Chinese font
-if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver && -d /usr/share/fonts/opentype/noto ]]; then
+if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver && -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]]; then
   exit 0
 fi
 if ! command -v apt-get >/dev/null; then
