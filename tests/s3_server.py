@@ -1,6 +1,7 @@
 """moto's S3 server on a free localhost port, for tests of object storage."""
 from __future__ import annotations
 
+import urllib.request
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -19,13 +20,24 @@ def s3_server(*buckets: str) -> Iterator[tuple[str, object]]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    # moto keeps its buckets in this process across servers: start from none
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).close()
     client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
                           aws_secret_access_key="testing", region_name="us-east-1")
     for bucket in buckets:
         client.create_bucket(Bucket=bucket)
-    fsspec.AbstractFileSystem.clear_instance_cache()  # cached s3fs instances remember their endpoint
+    forget_filesystems()
     try:
         yield endpoint, client
     finally:
-        fsspec.AbstractFileSystem.clear_instance_cache()
+        forget_filesystems()
         server.stop()
+
+
+def forget_filesystems() -> None:
+    """Cached s3fs instances remember an endpoint: an earlier test's server, stopped. Each
+    filesystem class keeps its own cache, so clearing AbstractFileSystem's leaves s3fs's."""
+    import s3fs
+
+    fsspec.AbstractFileSystem.clear_instance_cache()
+    s3fs.S3FileSystem.clear_instance_cache()

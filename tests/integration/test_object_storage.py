@@ -10,8 +10,8 @@ import io
 import pytest
 
 from contact_import import feeds, import_folder, imports, statuses
-from tests.helpers import LINE_HEADER, ctx, exported, line_id, run_recorded
-from tests.s3_server import s3_server
+from tests.helpers import LINE_HEADER, ctx, exported, free_port, line_id, run_recorded
+from tests.s3_server import forget_filesystems, s3_server
 
 IMPORTS_BUCKET, INBOX_BUCKET = "cdp-files", "partner-inbox"
 
@@ -69,7 +69,9 @@ def test_a_feed_on_s3_imports_through_storage_on_s3(cdp_url, demo_workspace, s3,
     assert keys(s3, INBOX_BUCKET, "acme/") == ["acme/done/good.csv", "acme/failed/bad.csv"]
 
 
-def test_an_unreachable_bucket_fails_the_feed_with_a_clear_message(cdp_url, demo_workspace, s3):
+def test_an_unreachable_bucket_fails_the_feed_with_a_clear_message(cdp_url, demo_workspace, s3, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    forget_filesystems()
     feed = feeds.Feed(name="lost", workspace="demo", channel="line", inbox="s3://no-such-bucket/x/*.csv")
     with pytest.raises(feeds.FeedError, match=r"feed lost: the inbox s3://no-such-bucket/x/\*\.csv cannot be read"):
         feeds.scan(ctx(cdp_url), feed, sleep=lambda seconds: None)
