@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from cdp_connection import cdp_context
 from contact_import import config, context, intake, tasks
 from contact_import.channels import CHANNELS, TAG_MODES
-from contact_import.endpoints import IMPORT_DAG_ID
+from contact_import.endpoints import AIRFLOW_PAGE_PATH, IMPORT_DAG_ID
 
 RUN_NAMESPACE = uuid.UUID("0b6f3c52-4d0c-4a55-9e3b-6a1c0b1f7c11")
 
@@ -63,8 +63,22 @@ def stage(task_function, import_id: str):
         raise AirflowFailException(str(exc)) from None
 
 
+def imports_page_url() -> str:
+    """The Contact imports page inside Airflow's UI; absolute under [api] base_url when that
+    is set, so the link also works where the approval text is read outside the UI."""
+    from airflow.sdk.configuration import conf
+
+    return (conf.get("api", "base_url", fallback="") or "").rstrip("/") + AIRFLOW_PAGE_PATH
+
+
 class ImportApproval(ApprovalOperator):
     """Airflow's approval step showing the preview; a rejection ends the import cancelled."""
+
+    def execute(self, context):
+        # The subject and body are the import as validation left it (file, workspace, counts,
+        # sample of changes), read from the CDP as the step starts: more than XCom should carry.
+        self.subject, self.body = tasks.approval_request(cdp_context(), import_id_of(context), imports_page_url())
+        return super().execute(context)
 
     def execute_complete(self, context, event):
         # Recorded first: on Reject the operator skips the rest of the run by raising.
@@ -73,15 +87,6 @@ class ImportApproval(ApprovalOperator):
             tasks.rejected(cdp_context(), import_id_of(context),
                            responder.get("name") if isinstance(responder, dict) else None)
         return super().execute_complete(context=context, event=event)
-
-
-PREVIEW_BODY = """\
-Import `{{ ti.xcom_pull(task_ids='validate')['import_id'] }}` into workspace **{{ params.workspace }}**
-({{ params.channel }}, tags {{ params.tag_mode }}) will, if approved:
-
-{% for key, value in (ti.xcom_pull(task_ids='validate')['preview'] or {}).items() %}- {{ key }}: {{ value }}
-{% endfor %}
-Approve to import; Reject to cancel it with nothing written."""
 
 
 @dag(
@@ -162,7 +167,7 @@ def contact_import():
     validated = validate(map_columns(detect_encoding()))
     gate = approval_gate(validated)
     approve = ImportApproval(task_id="approve", subject="Import into {{ params.workspace }}: approve?",
-                             body=PREVIEW_BODY, ignore_downstream_trigger_rules=True)
+                             ignore_downstream_trigger_rules=True)
     upserted = upsert_contacts(validated)
     gate >> [approve, upserted]
     approve >> upserted

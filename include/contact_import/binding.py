@@ -139,3 +139,49 @@ def count_changes(conn, ws: Workspace, channel: Channel, rows: pd.DataFrame) -> 
                     {"ws": ws.id, "ch": channel.name, "unassigned": UNASSIGNED})
         unbound, bound = cur.fetchone()
     return {"bound": bound, "unbound": unbound}
+
+
+def sample_changes(conn, ws: Workspace, channel: Channel, rows: pd.DataFrame, limit: int) -> list[dict]:
+    """The first `limit` of the binding changes count_changes counts, in file order (`rows`
+    need their file line, `row`): the preview's sample. Each names the binding as stored
+    (`teammate (store)`, None for none or a contact the import creates) and as the row sets
+    it (None to unbind)."""
+    from .changes import BINDING, change
+
+    rows = rows[rows["binding_teammate"].notna()]
+    if rows.empty or limit <= 0:
+        return []
+    with conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS stage_binding_rows"
+                    " (row int, user_id text, teammate text, store_code text) ON COMMIT DELETE ROWS")
+        cur.execute("TRUNCATE stage_binding_rows")
+        db.copy_rows(cur, "stage_binding_rows", rows[["row", *COLUMNS]].itertuples(index=False))
+        cur.execute("""SELECT s.row, s.user_id, bt.email, bs.code, s.teammate, s.store_code
+                       FROM stage_binding_rows s
+                       LEFT JOIN cdp.contacts c ON c.workspace_id = %(ws)s AND c.channel = %(ch)s
+                                               AND c.channel_user_id = s.user_id
+                       LEFT JOIN cdp.bindings b ON b.contact_id = c.id
+                       LEFT JOIN cdp.teammates bt ON bt.id = b.teammate_id
+                       LEFT JOIN cdp.stores bs ON bs.id = b.store_id
+                       LEFT JOIN cdp.teammates t ON t.workspace_id = %(ws)s AND lower(t.email) = lower(s.teammate)
+                       LEFT JOIN cdp.stores st ON st.workspace_id = %(ws)s AND st.code = s.store_code
+                       WHERE (s.teammate = %(unassigned)s AND b.contact_id IS NOT NULL)
+                          OR (s.teammate <> %(unassigned)s AND t.id IS NOT NULL AND st.id IS NOT NULL
+                              AND (b.teammate_id, b.store_id) IS DISTINCT FROM (t.id, st.id))
+                       ORDER BY s.row LIMIT %(limit)s""",
+                    {"ws": ws.id, "ch": channel.name, "unassigned": UNASSIGNED, "limit": limit})
+        found = cur.fetchall()
+    return [change(row, user_id, BINDING, "binding", f"{old_t} ({old_s})" if old_t else None,
+                   None if teammate == UNASSIGNED else f"{teammate} ({store})")
+            for row, user_id, old_t, old_s, teammate, store in found]
+
+
+def sample_file(conn, ws: Workspace, channel: Channel, path, chunk_rows: int, limit: int) -> list[dict]:
+    """The first `limit` binding changes of a normalised file (sample_changes), reading it
+    only until they are found."""
+    found: list[dict] = []
+    for chunk in normalised.read(path, chunk_rows, ("row", *COLUMNS)):
+        found += sample_changes(conn, ws, channel, chunk, limit - len(found))
+        if len(found) >= limit:
+            break
+    return found

@@ -7,3 +7,6 @@ PLUGIN_PREFIX = "/contact-imports"  # where Airflow's API server mounts the plug
 API_PREFIX = "/api/v1"  # the upload API inside the app
 API_URL_PREFIX = PLUGIN_PREFIX + API_PREFIX
 PAGE_PATH = "/ui"  # the Contact imports page inside the app
+# The page as an entry of Airflow's UI: Airflow shows an external view at /plugin/<url_route>,
+# and the plugin registers the page with the url_route PLUGIN_PREFIX names.
+AIRFLOW_PAGE_PATH = "/plugin/" + PLUGIN_PREFIX.strip("/")

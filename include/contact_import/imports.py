@@ -27,7 +27,7 @@ STEPS = (READING, CHECKING, PREVIEW, IMPORTING, BINDING)
 _COLUMNS = """i.id::text AS id, w.slug AS workspace, i.channel, i.tag_mode, i.status, i.source,
     i.file_name, i.file_uri, i.file_sha256, i.work_dir, i.encoding, i.delimiter, i.mapping,
     i.require_approval, i.total_rows, i.processed_rows, i.last_chunk, i.errors, i.warnings,
-    i.preview, i.result, i.timings, i.error_report, i.data_docs, i.message, i.dag_run_id,
+    i.preview, i.preview_sample, i.result, i.timings, i.error_report, i.data_docs, i.message, i.dag_run_id,
     i.created_at, i.started_at, i.finished_at, i.updated_at, i.step, i.step_rows, i.step_rows_at_start,
     i.step_started_at, i.step_updated_at, clock_timestamp() AS read_at"""
 
@@ -213,7 +213,7 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
     """The JSON shape of an import for the CLI and the API."""
     out = {k: record.get(k) for k in ("id", "workspace", "channel", "tag_mode", "status", "source",
                                        "file_name", "encoding", "delimiter", "total_rows",
-                                       "processed_rows", "errors", "warnings", "preview", "result",
+                                       "processed_rows", "errors", "warnings", "preview", "preview_sample", "result",
                                        "error_report", "data_docs", "message", "dag_run_id")}
     out["import_id"] = record["id"]
     out["rows"] = record.get("total_rows")

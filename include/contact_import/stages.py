@@ -13,8 +13,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from . import (binding, config, db, import_folder, normalised, profiles, reading, unchanged, upsert, validation,
-               workspaces)
+from . import (binding, changes, config, db, import_folder, normalised, profiles, reading, unchanged, upsert,
+               validation, workspaces)
 from .channels import get_channel
 from .errors import ERROR, WARNING, ImportFileError, Issue
 from .mapping import USER_ID
@@ -168,7 +168,8 @@ def _reporting(frames: Iterable[pd.DataFrame],
 
 
 def preview(url: str, ws: workspaces.Workspace, channel_name: str, tag_mode: str, work_dir: Path, *,
-            on_progress: Callable[[int], None] | None = None) -> tuple[dict[str, int], list[Issue]]:
+            on_progress: Callable[[int], None] | None = None,
+            sample: list[dict] | None = None) -> tuple[dict[str, int], list[Issue]]:
     """What the import will do, planned by the import's own code without writing.
     on_progress(rows) after each chunk: the rows of the normalised file planned so far.
 
@@ -178,24 +179,27 @@ def preview(url: str, ws: workspaces.Workspace, channel_name: str, tag_mode: str
     """
     channel = get_channel(channel_name)
     warnings: list[Issue] = []
-    planned = 0
-
-    def chunk_planned(number, chunk, plan) -> None:
-        nonlocal planned
-        warnings.extend(plan.warnings)
-        planned += len(chunk)
-        if on_progress is not None:
-            on_progress(planned)
-
     conn = db.connect(url)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (upsert.LOCK_NAMESPACE, ws.id))
-        counts = upsert.run(conn, ws, channel, tag_mode, work_dir / import_folder.NORMALISED, config.chunk_rows(),
-                            on_chunk=chunk_planned, dry_run=True)
+        path, done = work_dir / import_folder.NORMALISED, [0]
+        planned: list[dict] | None = [] if sample is not None else None
+
+        def on_chunk(number, chunk, plan):
+            warnings.extend(plan.warnings)
+            done[0] += len(chunk)
+            if on_progress is not None:
+                on_progress(done[0])
+
+        counts = upsert.run(conn, ws, channel, tag_mode, path, config.chunk_rows(), on_chunk=on_chunk, dry_run=True,
+                            sample=planned)
         counts["unchanged"] += unchanged.count(work_dir / import_folder.UNCHANGED)
-        return counts | binding.apply_file(conn, ws, channel, work_dir / import_folder.NORMALISED,
-                                           config.chunk_rows(), binding.count_changes), warnings
+        if sample is not None:  # the planner's first changes and the bindings', in file order
+            sample[:] = changes.merged(planned, binding.sample_file(conn, ws, channel, path, config.chunk_rows(),
+                                                                    changes.SAMPLE_SIZE))
+        return counts | binding.apply_file(conn, ws, channel, path, config.chunk_rows(),
+                                           binding.count_changes), warnings
     finally:
         conn.rollback()
         conn.close()

@@ -112,18 +112,20 @@ def validate(ctx: Context, import_id: str) -> dict[str, Any]:
         _record_timings(ctx, import_id, timings)
         if any(i.severity == ERROR for i in issues):
             _reject(ctx, import_id, local, record["work_dir"], issues)
-        counts, warnings = None, []
+        counts, warnings, sample = None, [], None
         if record["require_approval"]:
+            sample = []  # the first changes, shown with the counts to whoever approves
             left_out = unchanged.count(local / import_folder.UNCHANGED)  # not in the normalised rows
             progress = _start_step(ctx, import_id, imports.PREVIEW, left_out)
             with timed(timings, "validate.preview"):
                 counts, warnings = stages.preview(ctx.cdp_url, ws, record["channel"], record["tag_mode"], local,
-                                                  on_progress=progress)
+                                                  on_progress=progress, sample=sample)
             _record_timings(ctx, import_id, timings)
             if warnings:  # the rows behind the preview's profile_shared / identity_conflict counts
                 write_report(warnings, local / import_folder.WARNINGS)
     with db.transaction(ctx.cdp_url) as conn:
-        imports.update(conn, import_id, preview=counts, warnings=count_by_code(warnings, WARNING))
+        imports.update(conn, import_id, preview=counts, preview_sample=sample,
+                       warnings=count_by_code(warnings, WARNING))
     return {"import_id": import_id, "valid": True, "preview": counts}
 
 
@@ -137,6 +139,17 @@ def approval_needed(ctx: Context, import_id: str) -> bool:
         if record["require_approval"]:
             _change(conn, import_id, statuses.AWAITING_APPROVAL)
         return bool(record["require_approval"])
+
+
+def approval_request(ctx: Context, import_id: str, page_url: str) -> tuple[str, str]:
+    """What the approval step shows: a subject naming the file and workspace, and a body
+    (Markdown) with the preview's counts, its sample of changes and a link to the Contact
+    imports page at `page_url`."""
+    from . import changes
+
+    with db.transaction(ctx.cdp_url) as conn:
+        record = imports.get(conn, import_id)
+    return changes.approval_subject(record), changes.approval_text(record, page_url)
 
 
 def rejected(ctx: Context, import_id: str, by: str | None = None) -> None:

@@ -18,7 +18,7 @@ from typing import Callable
 
 import pandas as pd
 
-from . import db, normalised, set_based, unchanged
+from . import changes, db, normalised, set_based, unchanged
 from .channels import Channel
 from .errors import Issue
 from .profiles import PROFILE
@@ -45,16 +45,20 @@ class ChunkPlan:
     carried: dict[int, dict] = field(default_factory=dict)  # dry run: customers later rows may see again
     set_based: int = 0  # rows settled by the whole-file pass, of which
     set_based_new: int = 0  # new contacts of new customers, written by set_based.insert_new
+    changes: list[dict] = field(default_factory=list)  # with a sample to fill: the chunk's first changes
 
 
 class Upserter:
     def __init__(self, conn, ws: Workspace, channel: Channel, tag_mode: str,
-                 settled: set_based.WholeFilePass | None = None, chunk_rows: int = 0, dry_run: bool = False):
+                 settled: set_based.WholeFilePass | None = None, chunk_rows: int = 0, dry_run: bool = False,
+                 sample: list[dict] | None = None):
         """settled: the whole-file pass's outcome for the file about to be planned in chunks
         of chunk_rows; None plans every row in Python and counts every row as related.
         dry_run: plan without writing (the preview); the customers related rows touch are
         carried from chunk to chunk in memory, standing in for the writes a real import
-        would have made by then. Every other row only ever sees the database as it is."""
+        would have made by then. Every other row only ever sees the database as it is.
+        sample: a list to fill with the file's first changes (changes.SAMPLE_SIZE, the
+        preview's), collected while the rows are planned; it changes nothing planned."""
         self.conn, self.ws, self.channel, self.tag_mode = conn, ws, channel, tag_mode
         self._first_row_of_customer: dict[int, int] = {}
         self._next_placeholder = -1
@@ -62,6 +66,8 @@ class Upserter:
         self._settled, self._chunk_rows = settled, chunk_rows
         self._carried: dict[int, dict] = {}  # customer id -> profile, as the import would have left it
         self._holding: dict[str, dict[str, set[int]]] = {"email": {}, "phone": {}}  # carried customers by value
+        self.sample = sample
+        self._room = 0  # changes the sample still takes, for the chunk being planned
 
     def lock_workspace(self) -> None:
         """Held for the session: two imports into one workspace never interleave chunks."""
@@ -90,6 +96,8 @@ class Upserter:
     def plan(self, number: int, chunk: pd.DataFrame) -> ChunkPlan:
         """chunk `number` of the file, as normalised.read yields it."""
         plan = ChunkPlan(number=number)
+        self._room = changes.SAMPLE_SIZE - len(self.sample) if self.sample is not None else 0
+        settled_changes: list[dict] = []
         if self._settled is not None:
             for key, value in self._settled.counts.get(number, {}).items():
                 plan.counts[key] += value
@@ -97,8 +105,10 @@ class Upserter:
             chunk = chunk[chunk["row"].isin(self._settled.to_plan)]
             plan.set_based -= len(chunk)
             plan.set_based_new = self._settled.new.get(number, 0)
+            if self._room and plan.set_based_new:
+                settled_changes = self._settled_new_changes(number)
         if chunk.empty:
-            return plan
+            return self._sampled(plan, settled_changes)
         columns = list(chunk.columns)  # DataFrame.to_dict boxes every cell through pandas: 3x slower
         rows = [dict(zip(columns, values)) for values in zip(*(chunk[c].tolist() for c in columns))]
         for r in rows:
@@ -119,7 +129,30 @@ class Upserter:
         self._resolve(rows, contacts, by_email, by_phone, customers, plan)
         for customer_id, customer in plan.carried.items():
             self._carry(customer_id, customer)
+        return self._sampled(plan, settled_changes)
+
+    def _sampled(self, plan: ChunkPlan, settled_changes: list[dict]) -> ChunkPlan:
+        """The chunk's first changes in file order, of the rows the whole-file pass settled
+        and of those planned here (each list in file order, up to the room left), added to
+        the sample."""
+        if self._room:
+            plan.changes = changes.merged(settled_changes, plan.changes, size=self._room)
+            self.sample.extend(plan.changes)
         return plan
+
+    def _settled_new_changes(self, number: int) -> list[dict]:
+        """The first new contacts of chunk `number` the whole-file pass settled, with their tags."""
+        first = normalised.FIRST_LINE + number * self._chunk_rows
+        with self.conn.cursor() as cur:
+            cur.execute(f"SELECT row, user_id, tags FROM {set_based.TABLE} WHERE kind = 'new'"
+                        " AND row BETWEEN %s AND %s ORDER BY row LIMIT %s",
+                        (first, first + self._chunk_rows - 1, self._room))
+            found = []
+            for row, user_id, tags in cur.fetchall():
+                found.append(changes.change(row, user_id, changes.NEW_CONTACT))
+                if tags:
+                    found.append(changes.change(row, user_id, changes.TAGS, "tags", added=sorted(set(tags))))
+        return found
 
     def _owners(self, cur, key: str, values: set[str]) -> dict[str, int]:
         """The customer each email (phone) matches: the oldest one holding it."""
@@ -187,6 +220,8 @@ class Upserter:
                 via = "email" if r["email"] and by_email.get(r["email"]) == customer_id else "phone"
                 plan.warnings.append(Issue("profile_shared", r["row"], via, r.get(via) or "",
                                            {"other_row": first, "via": via}))
+            # the sample's stored values: read before the row changes them (only while it has room)
+            before = dict(customers[customer_id]) if len(plan.changes) < self._room else None
             changed = self._apply_profile(customers[customer_id], r)
             if self.dry_run and self._is_related(r["row"]):
                 plan.carried[customer_id] = customers[customer_id]
@@ -203,6 +238,9 @@ class Upserter:
             plan.tag_changes += [(contact_id, r["user_id"], t, "remove") for t in sorted(removed)]
             plan.counts["tags_added"] += len(added)
             plan.counts["tags_removed"] += len(removed)
+            if before is not None:
+                plan.changes += _row_changes(r, existing is None, customer_id, before, customers[customer_id],
+                                             added, removed)
             if existing is None:
                 plan.new_contacts.append((r["user_id"], customer_id))
                 contacts[r["user_id"]] = (None, customer_id, wanted)
@@ -288,6 +326,23 @@ class Upserter:
         first.update({real_ids[k]: first.pop(k) for k in real_ids if k in first})
 
 
+def _row_changes(r: dict, new_contact: bool, customer_id: int, before: dict, after: dict,
+                 added: set[str], removed: set[str]) -> list[dict]:
+    """What planning row `r` changed, for the preview's sample. A customer the file creates
+    (a negative placeholder id) has no stored values: its contact's entry stands for them."""
+    found = [changes.change(r["row"], r["user_id"], changes.NEW_CONTACT)] if new_contact else []
+    if customer_id > 0:
+        found += [changes.change(r["row"], r["user_id"], changes.FIELD, key, before.get(key), after.get(key))
+                  for key in PROFILE if after.get(key) != before.get(key)]
+        stored, now = before.get("attributes") or {}, after.get("attributes") or {}
+        found += [changes.change(r["row"], r["user_id"], changes.ATTRIBUTE, key, stored.get(key), value)
+                  for key, value in now.items() if stored.get(key) != value]
+    if added or removed:
+        found.append(changes.change(r["row"], r["user_id"], changes.TAGS, "tags", added=sorted(added),
+                                    removed=sorted(removed)))
+    return found
+
+
 def _create_stage_tables(cur) -> None:
     cur.execute("""CREATE TEMP TABLE IF NOT EXISTS stage_customers (id bigint, is_new boolean, name text,
                        email text, phone text, gender text, birthday date, attributes jsonb)
@@ -317,13 +372,14 @@ def counted_contacts(conn) -> float:
 def run(conn, ws: Workspace, channel: Channel, tag_mode: str, path, chunk_rows: int, *,
         start_after_chunk: int = -1, on_chunk: Callable[[int, pd.DataFrame, ChunkPlan], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False, dry_run: bool = False,
-        row_by_row: bool = False) -> dict[str, int]:
+        row_by_row: bool = False, sample: list[dict] | None = None) -> dict[str, int]:
     """Upsert the normalised file, committing chunk by chunk; or, with dry_run, only plan
     it (the preview: the same counts and warnings, nothing written). row_by_row plans
-    every row in Python: the reference the set-based path is tested against."""
+    every row in Python: the reference the set-based path is tested against. sample: a
+    list the planner fills with the file's first changes (Upserter)."""
     totals = dict.fromkeys(COUNTS, 0)
     settled = None if row_by_row else set_based.prepare(conn, ws, channel, tag_mode, path, chunk_rows)
-    upserter = Upserter(conn, ws, channel, tag_mode, settled, chunk_rows, dry_run=dry_run)
+    upserter = Upserter(conn, ws, channel, tag_mode, settled, chunk_rows, dry_run=dry_run, sample=sample)
     counted = 0.0 if dry_run else counted_contacts(conn)
     for number, chunk in normalised.read_chunks(path, chunk_rows):
         if number <= start_after_chunk:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contact_import import imports, statuses
+from contact_import import changes, imports, statuses
 from contact_import.channels import CHANNELS, TAG_MODES
 from contact_import.context import CONNECTION_ID
 from contact_import.endpoints import IMPORT_DAG_ID
@@ -32,6 +32,27 @@ class Message(BaseModel):
     errors_by_code: Counts | None = Field(
         description="A rejected file's (validation_failed) errors counted by code, e.g."
                     ' {"invalid_email": 3}; the rows are in the error report. Null otherwise.')
+
+
+class PreviewChange(BaseModel):
+    """One concrete change the preview found: what one row of the file does to one contact."""
+
+    model_config = ConfigDict(title="PreviewChange")
+
+    row: int = Field(description="The row's line in the file (the header is line 1).")
+    user_id: str = Field(description="The contact's channel User ID.")
+    change: Literal[changes.KINDS] = Field(  # type: ignore[valid-type]
+        description="`new_contact`: the contact is created (with a new customer unless its email or phone"
+                    " matches one); `field`: a profile field of the contact's customer; `attribute`: a custom"
+                    " attribute of the customer; `tags`: tags added or removed; `binding`: its OMO binding.")
+    field: str | None = Field(description="The profile field (name, email, phone, gender, birthday) or the"
+                                          " attribute's key; `tags` or `binding` for those; null for a new contact.")
+    old: str | None = Field(description="The value stored now (a binding as `teammate (store)`); null when"
+                                        " nothing is stored.")
+    new: str | None = Field(description="The value the import writes (a binding as `teammate (store)`); null"
+                                        " unbinds a binding.")
+    added: list[str] = Field(description="The tags a `tags` change adds; empty for the other changes.")
+    removed: list[str] = Field(description="The tags a `tags` change removes; empty for the other changes.")
 
 
 class Progress(BaseModel):
@@ -83,6 +104,9 @@ class Import(BaseModel):
     warnings: Counts = Field(description="Warnings by code (rows imported anyway), e.g. profile_shared.")
     preview: Counts | None = Field(description="What importing would change, counted during validation:"
                                                " created, updated, unchanged, tags_added, ...")
+    preview_sample: list[PreviewChange] | None = Field(
+        description=f"The preview's first concrete changes in file order (at most {changes.SAMPLE_SIZE}), shown"
+                    " to whoever approves the import; null for an import made without approval.")
     result: Counts | None = Field(description="What the import changed: created, updated, unchanged,"
                                               " customers_created, tags_added, tags_removed, bound, unbound.")
     error_report: str | None = Field(description="URL of a rejected file's error report on this API"

@@ -200,10 +200,16 @@ def test_a_user_uploads_reads_errors_approves_in_airflow_and_cancels_from_the_pa
     expect(good_row.locator(".cell-counts")).to_contain_text("5 contacts to create")
     expect(good_row.locator(".by")).to_have_text("admin · upload")
     expect(good_row.locator("a.dag-run")).to_have_attribute("href", re.compile(r"^/dags/contact_import/runs/"))
+    # beside the link to approve it, the changes it will make: 5 new contacts, each with its tag
+    changes = good_row.locator(".preview-sample tbody tr")
+    expect(changes).to_have_count(10)
+    expect(changes.first).to_contain_text(line_id(300_000))
+    expect(changes.first).to_contain_text("new contact")
+    expect(changes.nth(1)).to_contain_text("+VIP")
+    expect(frame.locator("input[name=require_approval]")).not_to_be_checked()  # not carried to the next file
 
     # Another upload waits behind it in Airflow's queue; cancelled from the list, it writes nothing.
     later = contacts_file(tmp_path, f"later-{run}.csv", 310_000, 3)
-    frame.locator("input[name=require_approval]").uncheck()
     frame.locator("input[type=file]").set_input_files(later)
     frame.get_by_role("button", name="Import").click()
     later_row = row_of(frame, later.name)
@@ -227,7 +233,8 @@ def test_a_user_uploads_reads_errors_approves_in_airflow_and_cancels_from_the_pa
         else:
             good_row.locator("a.review").click()
         expect(page).to_have_url(re.compile(r"/tasks/approve/required_actions$"))
-        expect(page.get_by_text("created: 5", exact=True)).to_be_visible()
+        expect(page.get_by_text("contacts to create: 5", exact=True)).to_be_visible()
+        expect(page.get_by_role("link", name="Open the Contact imports page")).to_be_visible()
         shot(page, "06-airflow-required-action")
         page.get_by_role("button", name="Approve").click()
         clicks.append(1)

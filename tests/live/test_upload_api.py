@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.helpers import LINE_HEADER
+from tests.helpers import LINE_HEADER, line_id
 from tests.live.airflow_server import API, MAX_UPLOAD_MB, PASSWORD, RUN_TIMEOUT, answer_approval_step, client_for, \
     contacts_in, csv_bytes, upload, wait_for, wait_until
 
@@ -257,7 +257,8 @@ def test_an_import_requiring_approval_waits_in_airflow_s_approval_step(airflow, 
 
     def respond():
         detail = admin.get(hitl).json()
-        assert set(detail["options"]) == {"Approve", "Reject"} and "created: 7" in detail["body"]
+        assert set(detail["options"]) == {"Approve", "Reject"} and "- contacts to create: 7" in detail["body"]
+        assert f"- row 2, `{line_id(start)}`: new contact" in detail["body"].splitlines()
         assert contacts_in(airflow, "other") == before  # nothing written while it waits
         answered = admin.patch(hitl, json={"chosen_options": [answer]})
         assert answered.status_code == 200, answered.text
