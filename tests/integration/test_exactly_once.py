@@ -48,14 +48,7 @@ def test_a_killed_upsert_resumes_and_ends_like_one_clean_run(cdp_url, second_cdp
     monkeypatch.setenv("CONTACT_IMPORT_CHUNK_ROWS", "100")
     path = big_file(tmp_path / "big.csv")
     import_id = prepared_import(cdp_url, path, require_approval=True)  # with a preview to compare with
-    child = subprocess.Popen([sys.executable, "-c", "import sys; from contact_import import context, tasks;"
-                              " tasks.upsert_contacts(context.for_command_line(sys.argv[1]), sys.argv[2])", cdp_url, import_id])
-    deadline = time.monotonic() + 120
-    while processed(cdp_url, import_id) < kill_after_rows and child.poll() is None:
-        assert time.monotonic() < deadline, "the upsert made no progress"
-        time.sleep(0.01)
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    _kill_upsert_after(cdp_url, import_id, kill_after_rows)
     done_before_retry = processed(cdp_url, import_id)
     assert done_before_retry % 100 == 0 and done_before_retry >= min(kill_after_rows, 3000)
     # the retry: the same tasks again, as Airflow would run them

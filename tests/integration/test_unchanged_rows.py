@@ -16,7 +16,7 @@ import pytest
 
 from contact_import import db, import_folder, imports, intake, statuses, tasks, unchanged, workspaces
 from contact_import.channels import TAG_MODES
-from tests.helpers import (EXAMPLES, LINE_HEADER, STAGES, ctx, customer_groups, exported, issue_keys, line_id,
+from tests.helpers import (EXAMPLES, LINE_HEADER, ctx, customer_groups, exported, issue_keys, line_id, run_stages,
                            without_customer_ids, write_csv)
 
 SHARED_EMAILS = [f"shared{n}@example.com" for n in range(4)]
@@ -82,15 +82,9 @@ def random_edit(rng: random.Random, users: int = 40) -> str:
 def _import(url: str, path: Path, tag_mode: str, shortcut: bool, monkeypatch) -> tuple[dict, int]:
     """What a user sees of the import, and how many rows it left out as unchanged."""
     monkeypatch.setenv("CONTACT_IMPORT_UNCHANGED_SHORTCUT", "1" if shortcut else "0")
-    import_id = intake.create_import(ctx(url), workspace="demo", channel="line", tag_mode=tag_mode, file=str(path))
-    for stage in STAGES:
-        try:
-            stage(ctx(url), import_id)
-        except tasks.StageError:
-            break
+    record = run_stages(url, path, tag_mode=tag_mode)
     with db.transaction(url) as conn:
-        record = imports.get(conn, import_id)
-        warned = issue_keys(imports.warning_rows(conn, import_id))
+        warned = issue_keys(imports.warning_rows(conn, record["id"]))
     seen = {key: record[key] for key in ("status", "result", "warnings", "processed_rows", "total_rows", "errors")}
     return {**seen, "warning_rows": warned}, unchanged.count(Path(record["work_dir"]) / import_folder.UNCHANGED)
 
