@@ -26,6 +26,11 @@ def dag():
     return dag_object
 
 
+# What a person fills in on the trigger form. require_approval is given: dag.test() leaves a
+# run's conf in the DAG's params in this process, and another test's run asked for approval.
+UI_FORM = {"workspace": "demo", "channel": "line", "tag_mode": "append", "require_approval": False}
+
+
 def test_dag_has_the_pipeline_tasks_in_order_and_typed_params(dag):
     assert dag.dag_id == "contact_import"
     order = [t.task_id for t in dag.topological_sort()]
@@ -69,7 +74,7 @@ def test_a_run_whose_conf_names_its_import_imports_that_one(dag, cdp_url, demo_w
 
 def test_dag_test_runs_an_import_from_the_trigger_form_params(dag, cdp_url, demo_workspace, airflow_on_cdp):
     """What a user does in the Airflow UI: only workspace, channel, tag mode and file."""
-    run = dag.test(run_conf={"workspace": "demo", "channel": "line", "tag_mode": "append", "file": str(SAMPLE)})
+    run = dag.test(run_conf={**UI_FORM, "file": str(SAMPLE)})
     assert run.state == "success"
     with db.transaction(cdp_url) as conn:
         (record,) = imports.list_imports(conn)
@@ -86,7 +91,7 @@ def test_a_task_with_no_cdp_database_configured_fails_with_one_clear_line(dag, c
     monkeypatch.delenv("AIRFLOW_CONN_CDP_DEFAULT")
     monkeypatch.setenv("CDP_DATABASE_URL", cdp_url)
     before = table_counts(cdp_url)
-    run = dag.test(run_conf={"workspace": "demo", "channel": "line", "tag_mode": "append", "file": str(SAMPLE)})
+    run = dag.test(run_conf={**UI_FORM, "file": str(SAMPLE)})
     assert run.state == "failed"
     (ti,) = [ti for ti in run.get_task_instances() if ti.task_id == "detect_encoding"]
     assert ti.state == "failed"
@@ -162,7 +167,7 @@ def test_files_live_in_object_storage_reached_through_airflow_s_connection(dag, 
             "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}))
         monkeypatch.setenv("CONTACT_IMPORT_STORAGE", "s3://aws_default@cdp-files/files")
         monkeypatch.setenv("CONTACT_IMPORT_SCRATCH", str(tmp_path / "scratch"))
-        run = dag.test(run_conf={"workspace": "demo", "channel": "line", "tag_mode": "append", "file": str(SAMPLE)})
+        run = dag.test(run_conf={**UI_FORM, "file": str(SAMPLE)})
         assert run.state == "success"
         with db.transaction(cdp_url) as conn:
             (record,) = imports.list_imports(conn)
