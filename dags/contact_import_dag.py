@@ -117,6 +117,10 @@ class ImportApproval(ApprovalOperator):
         "require_approval": Param(False, type=["boolean", "null"], title="Require approval",
                                   description="Wait after validation until someone approves the preview in"
                                               " Airflow (Required Actions)"),
+        "complete_local_phones": Param(False, type=["boolean", "null"], title="Complete local phone numbers",
+                                       description="Numbers written without their country code (0912 345 678)"
+                                                   " are completed with the workspace's region and listed as"
+                                                   " warnings; off, they are errors"),
         # No param for the import id: the upload API, the CLI and feeds name their import in
         # the run's conf (import_id_of reads it there); the form has no import yet.
     },
@@ -132,7 +136,8 @@ def contact_import():
                 intake.create_import(ctx, workspace=params["workspace"], channel=params["channel"],
                                        tag_mode=params["tag_mode"], file=params["file"],
                                        mapping=params.get("mapping") or None,
-                                       require_approval=bool(params.get("require_approval")), source="ui",
+                                       require_approval=bool(params.get("require_approval")),
+                                       complete_local_phones=bool(params.get("complete_local_phones")), source="ui",
                                        import_id=import_id, dag_run_id=airflow_context["dag_run"].run_id)
             except (ValueError, LookupError) as exc:
                 raise AirflowFailException(str(exc)) from None

@@ -40,12 +40,13 @@ def write_csv(path: Path, header: str, rows: list[str]) -> Path:
 
 
 def run_stages(url: str, file: Path, workspace: str = "demo", channel: str = "line",
-               tag_mode: str = "append", mapping: dict | None = None, require_approval: bool = False) -> dict:
+               tag_mode: str = "append", mapping: dict | None = None, require_approval: bool = False,
+               complete_local_phones: bool = False) -> dict:
     """The DAG's tasks in order, called directly (no Airflow): the import record at the end.
     With require_approval the import has a preview (and is approved at once)."""
     import_id = intake.create_import(ctx(url), workspace=workspace, channel=channel, tag_mode=tag_mode,
                                      file=str(file), mapping=mapping, source="cli",
-                                     require_approval=require_approval)
+                                     require_approval=require_approval, complete_local_phones=complete_local_phones)
     return run_recorded(url, import_id)
 
 

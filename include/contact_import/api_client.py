@@ -52,13 +52,14 @@ def _checked(response) -> dict:
 
 
 def import_file(file: str, *, workspace: str, channel: str, tag_mode: str, mapping: dict | None,
-                require_approval: bool, poll_seconds: float = 2.0) -> dict:
+                require_approval: bool, complete_local_phones: bool = False, poll_seconds: float = 2.0) -> dict:
     """Upload the file, then wait for its import to end; returns the import."""
     path = Path(file)
     if not path.is_file():
         raise ApiError(400, f"no such file: {file}")
     form = {"workspace": workspace, "channel": channel, "tag_mode": tag_mode,
-            "require_approval": "true" if require_approval else "false"}
+            "require_approval": "true" if require_approval else "false",
+            "complete_local_phones": "true" if complete_local_phones else "false"}
     if mapping:
         form["mapping"] = json.dumps(mapping, ensure_ascii=False)
     with _client() as client, path.open("rb") as content:

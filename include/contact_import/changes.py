@@ -91,7 +91,9 @@ def approval_text(record: dict[str, Any], page_url: str) -> str:
     counts = record.get("preview") or {}
     lines = [f"**File:** {_value(record.get('file_name'))}  ",
              f"**Workspace:** {_code(record['workspace'])} · channel {record['channel']} · tags {record['tag_mode']}"
-             f" · {record.get('total_rows') or 0} rows",
+             + (" · local phone numbers completed with the workspace's region"
+                if record.get("complete_local_phones") else "")
+             + f" · {record.get('total_rows') or 0} rows",
              "", "What the import will do if approved:", ""]
     ordered = [key for key in COUNT_LABELS if key in counts] + [key for key in counts if key not in COUNT_LABELS]
     lines += [f"- {COUNT_LABELS.get(key, key)}: {counts[key]:,}" for key in ordered]

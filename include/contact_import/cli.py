@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--channel", required=True, choices=list(CHANNELS))
         sub.add_argument("--tag-mode", choices=TAG_MODES, default="append")
         sub.add_argument("--mapping", help='JSON {"file header": "field or attribute key" | null}')
+        sub.add_argument("--complete-local-phones", action="store_true",
+                         help="complete numbers written without their country code (0912 345 678) with the"
+                              " workspace's default_region, each listed as a phone_completed warning")
         sub.add_argument("--lang", default=os.environ.get("LANG", "en"), help="report language: en or zh-TW")
         sub.add_argument("--max-errors", type=int, default=None,
                          help="rows written to the error report (exact counts per code are always given)")
@@ -158,7 +161,9 @@ def cmd_validate(args) -> int:
     lang = normalise_lang(args.lang)
     with tempfile.TemporaryDirectory(prefix="contact-import-") as tmp, db.transaction(ctx.cdp_url) as conn:
         ws = workspaces.get(conn, args.workspace)
-        check = stages.check_file(conn, ctx.cdp_url, ws, args.channel, args.tag_mode, source, Path(tmp), _mapping(args))
+        intake.check_workspace_options(ws, args.complete_local_phones)
+        check = stages.check_file(conn, ctx.cdp_url, ws, args.channel, args.tag_mode, source, Path(tmp), _mapping(args),
+                                  complete_local_phones=args.complete_local_phones)
         report_dir = Path(args.report_dir) if args.report_dir else source.parent
         report = report_dir / f"{source.stem}.errors.csv" if check.errors else None
         if report:
@@ -203,9 +208,11 @@ def cmd_import(args) -> int:
         os.environ["CONTACT_IMPORT_MAX_ERRORS"] = str(args.max_errors)  # read by the DAG run's tasks
     import_id = intake.create_import(ctx, workspace=args.workspace, channel=args.channel,
                                        tag_mode=args.tag_mode, file=args.file, mapping=_mapping(args),
-                                       require_approval=args.require_approval, source="cli")
+                                       require_approval=args.require_approval,
+                                       complete_local_phones=args.complete_local_phones, source="cli")
     conf = {"workspace": args.workspace, "channel": args.channel, "tag_mode": args.tag_mode,
-            "file": args.file, "import_id": import_id, "require_approval": args.require_approval}
+            "file": args.file, "import_id": import_id, "require_approval": args.require_approval,
+            "complete_local_phones": args.complete_local_phones}
     log = local_airflow.run_import(conf, ctx.cdp_url)
     with db.transaction(ctx.cdp_url) as conn:  # a run that died without telling its import
         statuses.end(conn, import_id, statuses.FAILED, f"the DAG run ended early; log: {log}")
@@ -223,7 +230,8 @@ def _import_through_api(args) -> int:
     try:
         record = api_client.import_file(args.file, workspace=args.workspace, channel=args.channel,
                                         tag_mode=args.tag_mode, mapping=_mapping(args),
-                                        require_approval=args.require_approval)
+                                        require_approval=args.require_approval,
+                                        complete_local_phones=args.complete_local_phones)
     except api_client.ApiError as exc:
         raise UsageError(str(exc)) from None
     if args.json:

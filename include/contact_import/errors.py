@@ -42,6 +42,7 @@ CODES: dict[str, tuple[str, str, str]] = {
     "malformed_csv": (ERROR, "The CSV is malformed near line {row}: {detail}.", "CSV 格式錯誤（第 {row} 行附近）：{detail}。"),
     "file_too_large": (ERROR, "The file is larger than {limit} MiB.", "檔案超過 {limit} MiB。"),
     "profile_shared": (WARNING, "This row shares a customer profile with row {other_row} (same {via}); its fields overwrite that row's.", "此列與第 {other_row} 列共用同一個顧客檔案（{via} 相同），資料將互相覆寫。"),
+    "phone_completed": (WARNING, "{value!r} was written without its country code; it was completed with the workspace's region to {completed}.", "「{value}」未含國碼，已依工作區的地區補為 {completed}。"),
     "identity_conflict": (WARNING, "This contact already belongs to another customer than the one with this {via}; it stays with its customer.", "此聯絡人已屬於另一位顧客，與此{via}的顧客不同；將維持原顧客。"),
 }
 

@@ -46,6 +46,7 @@ class Feed:
     channel: str
     inbox: str
     tag_mode: str = "append"
+    complete_local_phones: bool = False  # the import option (normalisation.completed)
     schedule: str = "@hourly"
     ready: str = "stable"
     settle_seconds: float = 10.0  # between the two looks of `ready: stable`
@@ -93,6 +94,8 @@ def load(path: Path | None = None) -> list[Feed]:
             raise FeedError(f"{where}: {exc}") from None
         if feed.tag_mode not in TAG_MODES:
             raise FeedError(f"{where}: tag_mode must be one of {', '.join(TAG_MODES)}")
+        if not isinstance(feed.complete_local_phones, bool):
+            raise FeedError(f"{where}: complete_local_phones must be true or false")
         if feed.ready not in READY_MODES:
             raise FeedError(f"{where}: ready must be one of {', '.join(READY_MODES)}")
         if not croniter.is_valid(feed.schedule):
@@ -209,7 +212,8 @@ def _record_import(ctx: Context, feed: Feed, ledger_id: int, source: storage.UPa
     import_id = import_id_for(ledger_id)
     if not intake.import_exists(ctx, import_id):
         intake.create_import(ctx, workspace=feed.workspace, channel=feed.channel, tag_mode=feed.tag_mode,
-                               file=str(source), mapping=feed.mapping, source="feed", import_id=import_id)
+                               file=str(source), mapping=feed.mapping,
+                               complete_local_phones=feed.complete_local_phones, source="feed", import_id=import_id)
     with db.transaction(ctx.cdp_url) as conn, conn.cursor() as cur:
         cur.execute("UPDATE cdp.feed_files SET import_id = %s WHERE id = %s", (import_id, ledger_id))
     return import_id
@@ -262,7 +266,7 @@ def runs_to_trigger(ctx: Context, feed: Feed) -> list[dict[str, Any]]:
     return [{"trigger_run_id": run_id_for(feed, import_id),
              "conf": {"workspace": feed.workspace, "channel": feed.channel, "tag_mode": feed.tag_mode,
                       "file": "", "mapping": feed.mapping or {}, "require_approval": False,
-                      "import_id": import_id}}
+                      "complete_local_phones": feed.complete_local_phones, "import_id": import_id}}
             for import_id in import_ids]
 
 

@@ -24,7 +24,8 @@ NOW = sql.SQL("now()")  # a field value meaning the database's clock
 READING, CHECKING, PREVIEW, IMPORTING, BINDING = "reading", "checking", "preview", "importing", "binding"
 STEPS = (READING, CHECKING, PREVIEW, IMPORTING, BINDING)
 
-_COLUMNS = """i.id::text AS id, w.slug AS workspace, i.channel, i.tag_mode, i.status, i.source,
+_COLUMNS = """i.id::text AS id, w.slug AS workspace, i.channel, i.tag_mode, i.complete_local_phones,
+    i.status, i.source,
     i.file_name, i.file_uri, i.file_sha256, i.work_dir, i.encoding, i.delimiter, i.mapping,
     i.require_approval, i.total_rows, i.processed_rows, i.last_chunk, i.errors, i.warnings,
     i.preview, i.preview_sample, i.result, i.timings, i.error_report, i.data_docs, i.message, i.dag_run_id,
@@ -46,15 +47,16 @@ class ImportNotFound(LookupError):
 
 def create(conn, *, workspace_id: int, channel: str, tag_mode: str, file_uri: str, file_name: str | None,
            source: str, mapping: dict | None = None, require_approval: bool = False,
-           import_id: str | None = None, dag_run_id: str | None = None) -> str:
+           complete_local_phones: bool = False, import_id: str | None = None,
+           dag_run_id: str | None = None) -> str:
     """A new import, `waiting` (the first status)."""
     import_id = import_id or str(uuid.uuid4())
     with conn.cursor() as cur:
         cur.execute(
-            """INSERT INTO cdp.imports (id, workspace_id, channel, tag_mode, status, source, file_uri,
-                   file_name, mapping, require_approval, dag_run_id)
-               VALUES (%s, %s, %s, %s, 'waiting', %s, %s, %s, %s, %s, %s)""",
-            (import_id, workspace_id, channel, tag_mode, source, file_uri, file_name,
+            """INSERT INTO cdp.imports (id, workspace_id, channel, tag_mode, complete_local_phones, status,
+                   source, file_uri, file_name, mapping, require_approval, dag_run_id)
+               VALUES (%s, %s, %s, %s, %s, 'waiting', %s, %s, %s, %s, %s, %s)""",
+            (import_id, workspace_id, channel, tag_mode, complete_local_phones, source, file_uri, file_name,
              json.dumps(mapping) if mapping else None, require_approval, dag_run_id),
         )
     return import_id
@@ -169,9 +171,8 @@ def record_chunk(conn, import_id: str, number: int, rows: int, result: dict[str,
                     " result = %s, warnings = %s, updated_at = now() WHERE id = %s",
                     (number, rows, rows, json.dumps(result), json.dumps(warnings), import_id))
         if found:
-            copy_rows(cur, "cdp.import_warnings",
-                      ((import_id, i.row, i.column, i.value, i.code, json.dumps(i.params, ensure_ascii=False))
-                       for i in found), ("import_id", "row", "column", "value", "code", "params"), analyze=False)
+            copy_rows(cur, "cdp.import_warnings", _warning_rows(import_id, found, "upsert"), _WARNING_FIELDS,
+                      analyze=False)
 
 
 def start_step(conn, import_id: str, step: str, rows_done: int = 0) -> None:
@@ -194,15 +195,43 @@ def record_progress(conn, import_id: str, step: str, rows_done: int) -> None:
                     " WHERE id = %s AND step = %s", (rows_done, import_id, step))
 
 
-def forget_warnings(conn, import_id: str) -> None:
-    """An upsert starting from its first chunk: the warnings are its own from here on."""
+_WARNING_FIELDS = ("import_id", "row", "column", "value", "code", "params", "found_by")
+
+
+def _warning_rows(import_id: str, found: list[Issue], found_by: str):
+    return ((import_id, i.row, i.column, i.value, i.code, json.dumps(i.params, ensure_ascii=False), found_by)
+            for i in found)
+
+
+def record_validation_warnings(conn, import_id: str, found: list[Issue]) -> None:
+    """Validation's warnings (phone_completed) with their rows, replacing those of an
+    earlier validation of the import; the import's counts are theirs until the upsert adds its own."""
     with conn.cursor() as cur:
-        cur.execute("DELETE FROM cdp.import_warnings WHERE import_id = %s", (import_id,))
-        cur.execute("UPDATE cdp.imports SET warnings = '{}' WHERE id = %s", (import_id,))
+        cur.execute("DELETE FROM cdp.import_warnings WHERE import_id = %s AND found_by = 'validation'", (import_id,))
+        if found:
+            copy_rows(cur, "cdp.import_warnings", _warning_rows(import_id, found, "validation"), _WARNING_FIELDS,
+                      analyze=False)
+    _count_warnings(conn, import_id)
+
+
+def forget_warnings(conn, import_id: str) -> None:
+    """An upsert starting from its first chunk: its warnings are replaced, validation's stay."""
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM cdp.import_warnings WHERE import_id = %s AND found_by = 'upsert'", (import_id,))
+    _count_warnings(conn, import_id)
+
+
+def _count_warnings(conn, import_id: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute("""UPDATE cdp.imports SET warnings = coalesce(
+                           (SELECT jsonb_object_agg(code, n) FROM
+                                (SELECT code, count(*) AS n FROM cdp.import_warnings
+                                 WHERE import_id = %(id)s GROUP BY code) counted), '{}')
+                       WHERE id = %(id)s""", {"id": import_id})
 
 
 def warning_rows(conn, import_id: str) -> list[Issue]:
-    """The rows behind the import's warnings, as the upsert recorded them."""
+    """The rows behind the import's warnings, as validation and the upsert recorded them."""
     with conn.cursor() as cur:
         cur.execute('SELECT code, row, "column", value, params FROM cdp.import_warnings WHERE import_id = %s'
                     " ORDER BY row, \"column\", code", (import_id,))
@@ -211,7 +240,8 @@ def warning_rows(conn, import_id: str) -> list[Issue]:
 
 def summary(record: dict[str, Any]) -> dict[str, Any]:
     """The JSON shape of an import for the CLI and the API."""
-    out = {k: record.get(k) for k in ("id", "workspace", "channel", "tag_mode", "status", "source",
+    out = {k: record.get(k) for k in ("id", "workspace", "channel", "tag_mode", "complete_local_phones",
+                                       "status", "source",
                                        "file_name", "encoding", "delimiter", "total_rows",
                                        "processed_rows", "errors", "warnings", "preview", "preview_sample", "result",
                                        "error_report", "data_docs", "message", "dag_run_id")}

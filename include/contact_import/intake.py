@@ -31,13 +31,22 @@ def check_options(channel: str | None, tag_mode: str | None) -> None:
 
 
 def check_request(ctx: Context, *, workspace: str | None = None, channel: str | None = None,
-                  tag_mode: str | None = None) -> None:
+                  tag_mode: str | None = None, complete_local_phones: bool = False) -> None:
     """The options given so far: ValueError for a channel or tag mode no import can run
-    with, LookupError for a workspace that does not exist."""
+    with, or local numbers to complete in a workspace without a region; LookupError for
+    a workspace that does not exist."""
     check_options(channel, tag_mode)
     if workspace is not None:
         with db.transaction(ctx.cdp_url) as conn:
-            workspaces.get(conn, workspace)
+            check_workspace_options(workspaces.get(conn, workspace), complete_local_phones)
+
+
+def check_workspace_options(ws: workspaces.Workspace, complete_local_phones: bool) -> None:
+    """ValueError for an option the workspace cannot honour."""
+    if complete_local_phones and not ws.default_region:
+        raise ValueError(f"workspace {ws.slug!r} has no default_region, so local phone numbers cannot be"
+                         " completed; give it one in the workspace file, or write the numbers with"
+                         " their country code")
 
 
 def check_file(ctx: Context, stored: storage.UPath, *, workspace: str, channel: str,
@@ -139,7 +148,8 @@ def upload_path(ctx: Context, import_id: str, file_name: str) -> storage.UPath:
 
 
 def create_import(ctx: Context, *, workspace: str, channel: str, tag_mode: str, file: str,
-                  mapping: dict | None = None, require_approval: bool = False, source: str = "cli",
+                  mapping: dict | None = None, require_approval: bool = False,
+                  complete_local_phones: bool = False, source: str = "cli",
                   import_id: str | None = None, dag_run_id: str | None = None) -> str:
     """Copy the file in and record the import as waiting; raises ValueError / LookupError on bad input."""
     check_options(channel, tag_mode)
@@ -148,24 +158,27 @@ def create_import(ctx: Context, *, workspace: str, channel: str, tag_mode: str, 
         raise ValueError(f"no such file: {file}")
     import_id = import_id or str(uuid.uuid4())
     with db.transaction(ctx.cdp_url) as conn:
-        workspaces.get(conn, workspace)
+        check_workspace_options(workspaces.get(conn, workspace), complete_local_phones)
     stored = upload_path(ctx, import_id, path.name)
     sha = storage.copy(path, stored)
     return record_upload(ctx, import_id=import_id, stored=stored, sha256=sha, file_name=path.name,
                          workspace=workspace, channel=channel, tag_mode=tag_mode, mapping=mapping,
-                         require_approval=require_approval, source=source, dag_run_id=dag_run_id)
+                         require_approval=require_approval, complete_local_phones=complete_local_phones,
+                         source=source, dag_run_id=dag_run_id)
 
 
 def record_upload(ctx: Context, *, import_id: str, stored: storage.UPath, sha256: str, file_name: str,
                   workspace: str, channel: str, tag_mode: str, mapping: dict | None = None,
-                  require_approval: bool = False, source: str = "api", dag_run_id: str | None = None) -> str:
+                  require_approval: bool = False, complete_local_phones: bool = False, source: str = "api",
+                  dag_run_id: str | None = None) -> str:
     """Record an import whose file is already stored (`upload_path`) as waiting."""
     check_options(channel, tag_mode)
     with db.transaction(ctx.cdp_url) as conn:
         ws = workspaces.get(conn, workspace)
+        check_workspace_options(ws, complete_local_phones)
         imports.create(conn, workspace_id=ws.id, channel=channel, tag_mode=tag_mode, file_uri=str(stored),
                        file_name=file_name, source=source, mapping=mapping, require_approval=require_approval,
-                       import_id=import_id, dag_run_id=dag_run_id)
+                       complete_local_phones=complete_local_phones, import_id=import_id, dag_run_id=dag_run_id)
         imports.update(conn, import_id, file_sha256=sha256, work_dir=str(stored.parent))
     return import_id
 

@@ -40,6 +40,7 @@ class Result:
     value: object | None  # the normalised value when ok, else None
     code: str | None = None  # error code from errors.CODES when not ok
     params: dict = field(default_factory=dict)  # shared by cached phone results: do not mutate
+    warning: str | None = None  # a warning code from errors.CODES for a value taken but changed
 
     @property
     def ok(self) -> bool:
@@ -130,23 +131,42 @@ def normalise_phones(values: Iterable[str], default_region: str | None = None) -
 
 def _check_in_helper(values: list[str], default_region: str | None) -> list[Result]:
     # One value per line (the caller keeps values with line breaks in-process); one
-    # answer per line: "=digits", or "!code" with the suggestion after a tab.
+    # answer per line: "=digits", or "!code" with the fixed number, if any, after a tab.
     proc = subprocess.run([sys.executable, "-m", __name__, default_region or ""], input="\n".join(values),
                           capture_output=True, text=True, encoding="utf-8", check=True)
     return [Result(line[1:]) if line[0] == "=" else _helper_error(line) for line in proc.stdout.splitlines()]
 
 
 def _helper_error(line: str) -> Result:
-    code, _, suggestion = line[1:].partition("\t")
-    with_fix = code in ("phone_not_international", "phone_leading_zero_lost")
-    return Result(None, code, {"suggestion": suggestion} if with_fix else {})
+    code, _, fix = line[1:].partition("\t")
+    return _with_fix(code, fix or None) if code in FIXABLE else Result(None, code)
 
 
 def _serve_helper() -> None:
     region = sys.argv[1] or None
-    answers = (f"={r.value}" if r.ok else f"!{r.code}\t{r.params.get('suggestion', '')}"
+    answers = (f"={r.value}" if r.ok else f"!{r.code}\t{r.params.get('fix') or ''}"
                for r in _check_batch(sys.stdin.read().split("\n"), region))
     sys.stdout.write("\n".join(answers) + "\n")
+
+
+# The phone errors whose number the workspace's region completes: written the local way,
+# or a number cell that dropped the leading 0.
+FIXABLE = ("phone_not_international", "phone_leading_zero_lost")
+
+
+def _with_fix(code: str, fix: str | None) -> Result:
+    """A FIXABLE error: its message suggests `fix` (the number in international form, or
+    None when the region does not make it a possible number); `completed` takes it."""
+    # Digits only in the suggestion, no words, so the same text fits both languages.
+    return Result(None, code, {"suggestion": f" ({fix})" if fix else "", "fix": fix})
+
+
+def completed(result: Result) -> Result:
+    """The import option "complete local numbers with the workspace's region": a FIXABLE
+    error with a fix becomes that number, warned as `phone_completed`, never silently.
+    A number the region does not make a possible one stays an error."""
+    fix = result.params.get("fix") if result.code in FIXABLE else None
+    return Result(fix, warning="phone_completed", params={"completed": fix}) if fix else result
 
 
 def _check_batch(values: list[str], default_region: str | None) -> list[Result]:
@@ -174,7 +194,7 @@ def _normalise_phone(raw: str, default_region: str | None, check) -> Result:
 @functools.lru_cache(maxsize=PHONE_CACHE_SIZE)
 def _check_phone_digits(digits: str, region: str | None) -> Result:
     if digits[0] == "0":
-        return Result(None, "phone_not_international", {"suggestion": _suggest(digits, region)})
+        return _with_fix("phone_not_international", _fix_local(digits, region))
     if region is not None:
         lost = _lost_leading_zero(digits, region)
         if lost is not None:
@@ -261,7 +281,7 @@ def _lost_leading_zero(digits: str, region: str) -> Result | None:
         pass
     fixed = f"{number.country_code}{phonenumbers.national_significant_number(number)}"
     checked = _check_phone_digits.__wrapped__(fixed, None)
-    return Result(None, "phone_leading_zero_lost", {"suggestion": f" ({checked.value})" if checked.ok else ""})
+    return _with_fix("phone_leading_zero_lost", checked.value if checked.ok else None)
 
 
 @functools.lru_cache(maxsize=None)
@@ -274,20 +294,21 @@ def _national_pattern(region: str) -> tuple[str, bool, re.Pattern] | None:
             re.compile(metadata.general_desc.national_number_pattern))
 
 
-def _suggest(digits: str, region: str | None) -> str:
-    # Digits only, no words, so the same text fits both the English and zh messages.
+def _fix_local(digits: str, region: str | None) -> str | None:
+    """A number written the local way (0 first) in international form, by the region's
+    numbering plan; None when the region does not make it a possible number."""
     if not region:
-        return ""
+        return None
     try:
         number = phonenumbers.parse(digits, region)
     except phonenumbers.NumberParseException:  # including an unknown region
-        return ""
+        return None
     if not phonenumbers.is_possible_number(number):
-        return ""
+        return None
     fixed = f"{number.country_code}{phonenumbers.national_significant_number(number)}"
-    # Never suggest something this module would then reject.
+    # Never suggest (or complete to) something this module would then reject.
     checked = _check_phone_digits.__wrapped__(fixed, None)
-    return f" ({checked.value})" if checked.ok else ""
+    return checked.value if checked.ok else None
 
 
 # ---------------------------------------------------------------- gender, date, tags

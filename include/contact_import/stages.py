@@ -33,18 +33,20 @@ def _mapped_chunks(work_dir: Path, columns: dict[str, str], chunk_rows: int):
 
 def validate_file(conn, ws: workspaces.Workspace, channel_name: str, work_dir: Path,
                   columns: dict[str, str], timings: Timings | None = None, *, tag_mode: str = "append",
-                  shortcut: bool = False, on_progress: Callable[[int], None] | None = None) -> list[Issue]:
+                  complete_local_phones: bool = False, shortcut: bool = False,
+                  on_progress: Callable[[int], None] | None = None) -> list[Issue]:
     """Normalise, run the GX suite and the binding checks chunk by chunk; write the
     normalised rows when the file is clean. on_progress(rows) after each chunk: the rows
-    of the file read so far, those left out as unchanged included.
+    of the file read so far, those left out as unchanged included. The import's options:
+    `tag_mode`, and `complete_local_phones` (normalisation.completed).
 
     Memory follows the chunk, not the file: what spans chunks (duplicate User IDs, rows
     sharing a profile) is collected as the chunks pass. With `shortcut`, rows the CDP
     already holds are left out (unchanged.py) and listed in `import_folder.UNCHANGED`.
     """
     channel = get_channel(channel_name)
-    checks = _RowChecks(conn, ws, channel, work_dir, columns, timings)
-    digest = unchanged.rules_digest(conn, ws, channel, columns, tag_mode)
+    checks = _RowChecks(conn, ws, channel, work_dir, columns, timings, complete_local_phones)
+    digest = unchanged.rules_digest(conn, ws, channel, columns, tag_mode, complete_local_phones)
     matcher = unchanged.Matcher(conn, ws, channel) if shortcut else None
     (work_dir / import_folder.UNCHANGED).unlink(missing_ok=True)
     skip: np.ndarray | None = None  # None: match the rows chunk by chunk
@@ -79,11 +81,12 @@ class _RowChecks:
     normalised, checked and written to `unfolded`."""
 
     def __init__(self, conn, ws: workspaces.Workspace, channel, work_dir: Path, columns: dict[str, str],
-                 timings: Timings | None) -> None:
+                 timings: Timings | None, complete_local_phones: bool) -> None:
         self.conn, self.ws, self.channel, self.work_dir, self.columns = conn, ws, channel, work_dir, columns
         self.timings = timings
         self.headers = {target: header for header, target in columns.items()}
-        self.normaliser = validation.Normaliser(channel, workspaces.attributes(conn, ws.id), ws.default_region)
+        self.normaliser = validation.Normaliser(channel, workspaces.attributes(conn, ws.id), ws.default_region,
+                                                complete_local_phones)
         omo = channel.omo_binding and ws.omo_enabled
         self.generated = validation.workspace_expectations(
             workspaces.attributes(conn, ws.id), workspaces.teammate_emails(conn, ws.id) if omo else None,
@@ -113,6 +116,10 @@ class _RowChecks:
             with timed(timings, "validate.normalise"):
                 rows, found_here = self.normaliser.normalise(frame, headers)
                 rows["fingerprint"] = prints.reindex(rows.index)
+                # a row warned of here is never left out as unchanged: each import reports it
+                warned = [i.row for i in found_here if i.severity == WARNING]
+                if warned:
+                    rows.loc[warned, "fingerprint"] = None
                 found += found_here
             with timed(timings, "validate.bindings"):
                 found += binding.check(self.conn, self.ws, self.channel, rows, headers)
@@ -223,7 +230,7 @@ class FileCheck:
 
 
 def check_file(conn, url: str, ws: workspaces.Workspace, channel: str, tag_mode: str, source: Path,
-               work_dir: Path, mapping: dict | None = None) -> FileCheck:
+               work_dir: Path, mapping: dict | None = None, complete_local_phones: bool = False) -> FileCheck:
     """detect -> map -> validate -> preview, writing nothing to the CDP."""
     check = FileCheck()
     try:
@@ -236,7 +243,8 @@ def check_file(conn, url: str, ws: workspaces.Workspace, channel: str, tag_mode:
     check.columns, check.issues = column_map.columns, list(column_map.issues)
     if check.errors:
         return check
-    check.issues += validate_file(conn, ws, channel, work_dir, column_map.columns, tag_mode=tag_mode)
+    check.issues += validate_file(conn, ws, channel, work_dir, column_map.columns, tag_mode=tag_mode,
+                                  complete_local_phones=complete_local_phones)
     if not check.errors:
         check.preview, warnings = preview(url, ws, channel, tag_mode, work_dir)
         check.issues += warnings

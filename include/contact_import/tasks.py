@@ -107,21 +107,26 @@ def validate(ctx: Context, import_id: str) -> dict[str, Any]:
         progress = _start_step(ctx, import_id, imports.CHECKING)
         with db.transaction(ctx.cdp_url) as conn:
             issues = stages.validate_file(conn, ws, record["channel"], local, columns, timings,
-                                          tag_mode=record["tag_mode"], shortcut=config.unchanged_shortcut(),
-                                          on_progress=progress)
+                                          tag_mode=record["tag_mode"],
+                                          complete_local_phones=record["complete_local_phones"],
+                                          shortcut=config.unchanged_shortcut(), on_progress=progress)
         _record_timings(ctx, import_id, timings)
         if any(i.severity == ERROR for i in issues):
             _reject(ctx, import_id, local, record["work_dir"], issues)
-        counts, warnings, sample = None, [], None
+        warnings = [i for i in issues if i.severity == WARNING]  # kept with their rows for the report
+        with db.transaction(ctx.cdp_url) as conn:
+            imports.record_validation_warnings(conn, import_id, warnings)
+        counts, sample = None, None
         if record["require_approval"]:
             sample = []  # the first changes, shown with the counts to whoever approves
             left_out = unchanged.count(local / import_folder.UNCHANGED)  # not in the normalised rows
             progress = _start_step(ctx, import_id, imports.PREVIEW, left_out)
             with timed(timings, "validate.preview"):
-                counts, warnings = stages.preview(ctx.cdp_url, ws, record["channel"], record["tag_mode"], local,
-                                                  on_progress=progress, sample=sample)
+                counts, planned = stages.preview(ctx.cdp_url, ws, record["channel"], record["tag_mode"], local,
+                                                 on_progress=progress, sample=sample)
             _record_timings(ctx, import_id, timings)
-            if warnings:  # the rows behind the preview's profile_shared / identity_conflict counts
+            warnings += planned  # the preview's profile_shared / identity_conflict rows
+            if warnings:
                 write_report(warnings, local / import_folder.WARNINGS)
     with db.transaction(ctx.cdp_url) as conn:
         imports.update(conn, import_id, preview=counts, preview_sample=sample,
@@ -174,7 +179,6 @@ def upsert_contacts(ctx: Context, import_id: str) -> dict[str, Any]:
         imports.start_step(conn, import_id, imports.IMPORTING, 0 if fresh else record["processed_rows"])
         conn.commit()
         done = record["result"] or {}
-        warned = {} if fresh else dict(record["warnings"] or {})
 
         def checkpoint(number, chunk, plan):
             done.update({k: done.get(k, 0) + plan.counts.get(k, 0) for k in upsert.COUNTS})
@@ -197,6 +201,7 @@ def upsert_contacts(ctx: Context, import_id: str) -> dict[str, Any]:
                 # the step starts again here: checking the rows left out is not the chunks' pace
                 imports.start_step(conn, import_id, imports.IMPORTING, unchanged_rows)
                 conn.commit()
+            warned = dict(imports.get(conn, import_id)["warnings"] or {})  # validation's, and earlier chunks'
             with interruption.stop_on_signals(conn) as stop, \
                     ctx.storage.local_folder(record["work_dir"], fetch=[import_folder.NORMALISED]) as local:
                 upsert.run(conn, ws, channel, record["tag_mode"], local / import_folder.NORMALISED,
@@ -232,7 +237,8 @@ def _unchanged_rows(ctx: Context, conn, import_id: str, record: dict[str, Any], 
     with ctx.storage.local_folder(record["work_dir"], fetch=[import_folder.UTF8, import_folder.COLUMNS],
                                   publish=[import_folder.NORMALISED, import_folder.UNCHANGED]) as local:
         columns = json.loads((local / import_folder.COLUMNS).read_text(encoding="utf-8"))
-        issues = stages.validate_file(conn, ws, record["channel"], local, columns, tag_mode=record["tag_mode"])
+        issues = stages.validate_file(conn, ws, record["channel"], local, columns, tag_mode=record["tag_mode"],
+                                      complete_local_phones=record["complete_local_phones"])
     errors = [i for i in issues if i.severity == ERROR]
     if errors:  # the workspace's rules changed since validation too
         conn.rollback()
@@ -241,6 +247,7 @@ def _unchanged_rows(ctx: Context, conn, import_id: str, record: dict[str, Any], 
                      f" ({count_by_code(errors)}): run it again for the report")
         conn.commit()
         raise StageError(f"import {import_id} no longer passes validation")
+    imports.record_validation_warnings(conn, import_id, [i for i in issues if i.severity == WARNING])
     return 0
 
 

@@ -41,7 +41,8 @@ _OUTCOME_MODULES = ("normalisation.py", "validation.py", "stages.py", "binding.p
 _HASH_KEYS = ("unchanged-row-01", "unchanged-row-02")
 
 
-def rules_digest(conn, ws: workspaces.Workspace, channel: Channel, columns: dict[str, str], tag_mode: str) -> str:
+def rules_digest(conn, ws: workspaces.Workspace, channel: Channel, columns: dict[str, str], tag_mode: str,
+                 complete_local_phones: bool = False) -> str:
     """A digest of everything besides a row's cells that decides what importing it does."""
     with conn.cursor() as cur:
         cur.execute("""SELECT lower(t.email), t.active, t.role,
@@ -54,6 +55,7 @@ def rules_digest(conn, ws: workspaces.Workspace, channel: Channel, columns: dict
     facts = {
         "workspace": [ws.id, ws.omo_enabled, ws.default_region],
         "channel": channel.name, "columns": sorted(columns.items()), "tag_mode": tag_mode,
+        "complete_local_phones": complete_local_phones,
         "attributes": [[a.key, a.type, list(a.options or ())] for a in workspaces.attributes(conn, ws.id)],
         "teammates": teammates, "stores": sorted(workspaces.store_codes(conn, ws.id)),
         "libraries": [metadata.version(name) for name in ("pandas", "phonenumbers")],

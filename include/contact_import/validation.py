@@ -237,10 +237,12 @@ class Normaliser:
     and importing pandas there would cost each of them more than a second.)
     """
 
-    def __init__(self, channel: Channel, attributes: list[Attribute], default_region: str | None):
+    def __init__(self, channel: Channel, attributes: list[Attribute], default_region: str | None,
+                 complete_local_phones: bool = False):
         # channel: no normaliser's rule depends on it
         self.attributes = {ATTRIBUTE_PREFIX + a.key: a for a in attributes}
         self.default_region = default_region
+        self.complete_local_phones = complete_local_phones  # the import option (normalisation.completed)
 
     def normalise(self, frame: pd.DataFrame, headers: dict[str, str]) -> tuple[pd.DataFrame, list[Issue]]:
         """frame: mapped columns (field names), index = file line; headers: field -> file header."""
@@ -260,6 +262,8 @@ class Normaliser:
             column = frame["phone"]
             present = column.notna()
             results = normalisation.normalise_phones(column[present].tolist(), self.default_region)
+            if self.complete_local_phones:
+                results = [normalisation.completed(r) for r in results]
             out["phone"] = self._collect(column[present], results, headers["phone"], issues)
         attrs = {}
         for target, attr in self.attributes.items():
@@ -291,6 +295,8 @@ class Normaliser:
         for row, value, result in zip(raw.index, raw, results):
             if result.ok:
                 values.append(result.value)
+                if result.warning is not None:  # taken, but changed: the warnings report says how
+                    issues.append(Issue(result.warning, int(row), header, value, result.params))
             else:
                 issues.append(Issue(result.code, int(row), header, value, {**result.params, **(params or {})}))
                 values.append(None)

@@ -84,6 +84,9 @@ class Import(BaseModel):
     channel: str = Field(description=f"The channel of the contacts' user ids: one of {', '.join(CHANNELS)}.")
     tag_mode: TagMode = Field(description="`append` adds the file's tags; `overwrite` makes a contact's tags"
                                           " exactly the file's.")
+    complete_local_phones: bool = Field(description="Phone numbers written without their country code are"
+                                                    " completed with the workspace's region (each a"
+                                                    " phone_completed warning) rather than rejected.")
     status: Status = Field(description="waiting (queued in Airflow), validating, awaiting_approval, importing;"
                                        " finished: completed, validation_failed, cancelled, failed.")
     source: str = Field(description="Where the import came from: `api` (this API and the page), `ui` (the DAG's"

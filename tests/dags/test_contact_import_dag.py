@@ -46,9 +46,11 @@ def test_the_trigger_form_asks_for_a_file_in_storage_and_shows_no_import_id(dag)
     """What Airflow's trigger form shows: it draws a field per param, marks one required when
     its type excludes null, and draws a boolean as a switch."""
     params = dag.params
-    assert list(params) == ["workspace", "channel", "tag_mode", "file", "mapping", "require_approval"]
-    approval = params.get_param("require_approval")
-    assert set(approval.schema["type"]) == {"boolean", "null"} and approval.value is False
+    assert list(params) == ["workspace", "channel", "tag_mode", "file", "mapping", "require_approval",
+                            "complete_local_phones"]
+    for switch in ("require_approval", "complete_local_phones"):
+        param = params.get_param(switch)
+        assert set(param.schema["type"]) == {"boolean", "null"} and param.value is False
     file = params.get_param("file")
     assert file.schema["title"] == "File in storage"
     assert "path or URI" in file.description and "uploads nothing" in file.description

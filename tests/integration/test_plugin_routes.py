@@ -283,6 +283,7 @@ def test_cancel_ends_the_import_then_fails_its_run_and_a_finished_one_is_409(api
     assert cancelled.json()["status"] == "cancelled"
     assert cancelled.json()["message"] == {"text": "cancelled through the API", "errors_by_code": None}
     assert cancelled.json()["finished_at"] is not None
+    assert cancelled.json()["triggered_by"] == "alice"  # the same import as GET answers it
     assert airflow.failed == [record["dag_run_id"]]
     again = api.post(f"{API}/imports/{record['id']}/cancel")
     assert again.status_code == 409 and "already cancelled" in again.json()["detail"]

@@ -258,6 +258,21 @@ def test_a_user_uploads_reads_errors_approves_in_airflow_and_cancels_from_the_pa
     shot(page, "08-completed")
     assert contacts_in(airflow, WORKSPACE) == before + 5
 
+    # Local phone numbers: with the switch on they are completed with the workspace's region
+    # (TW), and the list says how many, with the report of which.
+    local = tmp_path / f"local-{run}.csv"
+    local.write_text(LINE_HEADER + f"\n{line_id(320_000)},Local,,0912 345 678,,,,,,,\n", encoding="utf-8")
+    frame.locator("input[type=file]").set_input_files(local)
+    frame.locator("input[name=complete_local_phones]").check()
+    frame.get_by_role("button", name="Import").click()
+    local_row = row_of(frame, local.name)
+    expect(local_row.locator(".status")).to_have_text("completed", timeout=STEP_TIMEOUT_MS)
+    expect(local_row.locator(".meta")).to_contain_text("local phones completed")
+    expect(local_row.locator("ul.warnings")).to_have_text("1 local phone number completed")
+    report = client_for(airflow, "admin").get(local_row.locator("a.warnings-report").get_attribute("href"))
+    assert report.status_code == 200 and "0912 345 678" in report.text and "phone_completed" in report.text
+    shot(page, "09-local-phones-completed")
+
 
 LIST_WORKSPACE = "browser-list"
 OLD_ONES = 24  # with the four below, two pages of 20

@@ -77,24 +77,24 @@ def test_phone_scientific_notation():
 
 def test_phone_not_international_without_region():
     result = normalise_phone("0911223344")
-    assert (error(result), result.params) == ("phone_not_international", {"suggestion": ""})
+    assert (error(result), result.params) == ("phone_not_international", {"suggestion": "", "fix": None})
     assert message(result, "0911223344") == "'0911223344' starts with 0; write it with its country code."
 
 
 def test_phone_not_international_with_region_suggests_fix():
     result = normalise_phone("0911-223-344", "TW")
-    assert (error(result), result.params) == ("phone_not_international", {"suggestion": " (886911223344)"})
+    assert (error(result), result.params) == ("phone_not_international", {"suggestion": " (886911223344)", "fix": "886911223344"})
     assert message(result, "0911-223-344") == (
         "'0911-223-344' starts with 0; write it with its country code (886911223344).")
     assert message(result, "0911-223-344", "zh-TW") == "「0911-223-344」以 0 開頭，請加上國碼 (886911223344)。"
-    assert normalise_phone("0911223344", "tw").params == {"suggestion": " (886911223344)"}
-    assert normalise_phone("090-1234-5678", "JP").params == {"suggestion": " (819012345678)"}
+    assert normalise_phone("0911223344", "tw").params == {"suggestion": " (886911223344)", "fix": "886911223344"}
+    assert normalise_phone("090-1234-5678", "JP").params == {"suggestion": " (819012345678)", "fix": "819012345678"}
 
 
 @pytest.mark.parametrize("raw,region", [("0911", "TW"), ("0911223344", "XX"), ("0", "TW")])
 def test_phone_not_international_no_suggestion_when_not_possible(raw, region):
     result = normalise_phone(raw, region)
-    assert (error(result), result.params) == ("phone_not_international", {"suggestion": ""})
+    assert (error(result), result.params) == ("phone_not_international", {"suggestion": "", "fix": None})
 
 
 @pytest.mark.parametrize("raw", ["1234567", "+886 1234", "8869112233445566", "1" * 16])
@@ -318,3 +318,37 @@ def test_the_phone_check_without_parsing_agrees_with_phonenumbers_on_every_count
     assert normalise_phone("+44 20 7946 0958").value == "442079460958"
     assert normalise_phone("+44 (0)20 7946 0958").value == "442079460958"  # parse's own way
     assert normalise_phone("+39 06 6982 1234").value == "390669821234"  # Italy keeps its 0
+
+
+# ---------------------------------------------------------------- the option to complete local numbers
+
+@pytest.mark.parametrize("raw, completed_to", [
+    ("0912 345 678", "886912345678"),  # written the local way
+    ("(02) 2345-6789", "886223456789"),  # a Taipei line
+    ("912345678", "886912345678"),  # a number cell that dropped the 0
+])
+def test_completed_takes_a_fixable_number_with_a_warning(raw, completed_to):
+    from contact_import.normalisation import completed
+
+    result = completed(normalise_phone(raw, "TW"))
+    assert (result.ok, result.value, result.warning) == (True, completed_to, "phone_completed")
+    assert result.params == {"completed": completed_to}
+
+
+@pytest.mark.parametrize("raw, region", [
+    ("0912", "TW"),  # not a possible number even with the region
+    ("0912345678", None),  # no region to complete it with
+    ("abc", "TW"),
+])
+def test_completed_leaves_what_the_region_cannot_fix_an_error(raw, region):
+    from contact_import.normalisation import completed
+
+    result = normalise_phone(raw, region)
+    assert completed(result) == result and not result.ok
+
+
+def test_completed_leaves_valid_numbers_as_they_are():
+    from contact_import.normalisation import completed
+
+    result = normalise_phone("886912345678", "TW")
+    assert completed(result) == result and result.warning is None

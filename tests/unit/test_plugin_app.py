@@ -65,7 +65,8 @@ def a_request(root_path: str = PLUGIN_PREFIX):
 def a_summary(**changes):
     now = datetime.datetime.now(datetime.timezone.utc)
     record = {"id": "3f1c0a52-0000-4000-8000-000000000000", "workspace": "demo", "channel": "line",
-              "tag_mode": "append", "status": "completed", "source": "api", "file_name": "a.csv",
+              "tag_mode": "append", "complete_local_phones": False, "status": "completed", "source": "api",
+              "file_name": "a.csv",
               "encoding": "utf-8", "delimiter": ",", "total_rows": 3, "processed_rows": 3, "errors": 0,
               "warnings": {}, "preview": {"created": 3}, "result": {"created": 3}, "error_report": None,
               "data_docs": None, "message": None, "dag_run_id": "manual__1", "created_at": now,

@@ -244,7 +244,7 @@ def test_a_number_that_lost_its_leading_zero_is_not_stored_as_another_countrys()
     # 0912345678 typed into a number cell: 912345678, which passes as +91 2345678.
     assert normalise_phone("912345678").ok  # no region: nothing tells the 0 is missing
     lost = normalise_phone("912345678", "TW")
-    assert (lost.code, lost.params) == ("phone_leading_zero_lost", {"suggestion": " (886912345678)"})
+    assert (lost.code, lost.params) == ("phone_leading_zero_lost", {"suggestion": " (886912345678)", "fix": "886912345678"})
     assert normalise_phone("223456789", "TW").code == "phone_leading_zero_lost"  # a Taipei line
     assert normalise_phone("612345678", "IT").params["suggestion"] == " (390612345678)"  # Italy keeps its 0
 
@@ -269,3 +269,4 @@ def test_lost_zero_reported_the_same_from_the_helper_processes(monkeypatch):
     assert [(r.code, r.params.get("suggestion")) for r in results] == [
         (None, None), ("phone_leading_zero_lost", " (886912345678)"),
         (None, None), ("phone_leading_zero_lost", " (886223456789)")]
+    assert [r.params.get("fix") for r in results] == [None, "886912345678", None, "886223456789"]

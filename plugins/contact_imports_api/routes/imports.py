@@ -51,6 +51,11 @@ UPLOAD_FORM = {  # the multipart body upload() parses itself, for the OpenAPI do
                                                          ' key" | null}.'},
             "require_approval": {"type": "boolean", "default": False,
                                  "description": "Wait in Airflow's approval step with a preview of the changes."},
+            "complete_local_phones": {"type": "boolean", "default": False,
+                                      "description": "Complete phone numbers written without their country code"
+                                                     " (0912 345 678) with the workspace's default_region, each"
+                                                     " listed as a phone_completed warning; off, they are"
+                                                     " errors."},
         },
     }}},
 }
@@ -159,7 +164,8 @@ def _options(form: uploads.Form) -> dict[str, Any]:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "mapping must be a JSON object")
     return {"workspace": fields["workspace"], "channel": fields["channel"],
             "tag_mode": fields.get("tag_mode") or "append", "mapping": mapping,
-            "require_approval": _flag(fields.get("require_approval"))}
+            "require_approval": _flag(fields.get("require_approval")),
+            "complete_local_phones": _flag(fields.get("complete_local_phones"))}
 
 
 @contextmanager
@@ -186,13 +192,14 @@ def _check_fields(ctx: Context, fields: dict[str, str]) -> None:
     """The options sent before the file, checked before the file streams in."""
     with _options_refused(ctx, fields.get("workspace")):
         intake.check_request(ctx, workspace=fields.get("workspace") or None, channel=fields.get("channel") or None,
-                             tag_mode=fields.get("tag_mode") or None)
+                             tag_mode=fields.get("tag_mode") or None,
+                             complete_local_phones=_flag(fields.get("complete_local_phones")))
 
 
 def _check_and_record(ctx: Context, import_id: str, form: uploads.Form, options: dict[str, Any]) -> None:
     with _options_refused(ctx, options["workspace"]):
         intake.check_request(ctx, workspace=options["workspace"], channel=options["channel"],
-                             tag_mode=options["tag_mode"])
+                             tag_mode=options["tag_mode"], complete_local_phones=options["complete_local_phones"])
     issues = intake.check_file(ctx, form.stored, workspace=options["workspace"], channel=options["channel"],
                                mapping=options["mapping"])
     if issues:
@@ -257,7 +264,7 @@ class FileRefused(BaseModel):
                               " the DAG would reject (the same codes and messages)."}})
 async def upload(request: Request, who: Writer, ctx: CDP) -> Any:
     """multipart/form-data: `file`, `workspace`, `channel`, `tag_mode`, optional `mapping`
-    (JSON) and `require_approval`. The file may be sent as a `.gz`, or as a `.zip` holding
+    (JSON), `require_approval` and `complete_local_phones`. The file may be sent as a `.gz`, or as a `.zip` holding
     one file: it is unpacked as it arrives. What the file's first bytes and header decide
     (encoding, a table at all, the columns, the channel's User ID column) is answered at
     once with 422 and the error codes the DAG uses; the DAG checks everything again. The
@@ -389,4 +396,4 @@ def cancel(import_id: ImportId, request: Request, who: Writer, ctx: CDP) -> dict
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     if dag_run_id:
         airflow_client.fail_run(airflow_client.base_url(request), who, dag_run_id)
-    return present(request, read_import(ctx, import_id), None)
+    return present_all(request, who, [read_import(ctx, import_id)])[0]
