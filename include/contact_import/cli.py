@@ -240,7 +240,10 @@ def cmd_resume(args) -> int:
 
             record = tasks.resume(ctx, args.import_id)
     except heartbeat.NotInterrupted as exc:
-        _emit(args, {"import_id": args.import_id, "error": str(exc)}, f"contact-import: {exc}")
+        if args.json:
+            _emit(args, {"import_id": args.import_id, "error": str(exc)}, "")
+        else:
+            print(f"contact-import: {exc}", file=sys.stderr)
         return EXIT_INVALID
     summary = imports.summary(record)
     _emit(args, summary, _describe(summary))

@@ -137,6 +137,9 @@ class Import(BaseModel):
                                           " on with a local import, importing the file again finishes one"
                                           " under Airflow.")
     heartbeat_at: datetime | None = Field(description="When the import's runner last showed it is alive.")
+    runner: str | None = Field(description="Who runs the import: `dag_run:<run id>` under Airflow, or"
+                                           " `local:<host>:<pid>:<start time>` for a local `contact-import"
+                                           " import` or `resume`; null until its DAG run is recorded.")
     progress: Progress | None = Field(description="The running step and its rows, rate and time left; null"
                                                   " unless the import is validating or importing.")
 

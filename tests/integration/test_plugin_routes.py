@@ -467,6 +467,7 @@ def test_the_sweep_ends_unfinished_imports_whose_run_failed_in_airflow(api, cdp_
     queued, running, other, done, died = (upload(api, csv_bytes(1, start=n)).json() for n in range(5))
     with db.transaction(cdp_url) as conn:
         statuses.change(conn, running["id"], statuses.VALIDATING)
+        statuses.change(conn, died["id"], statuses.VALIDATING)
         statuses.change(conn, died["id"], statuses.IMPORTING)
         statuses.end(conn, done["id"], statuses.FAILED, "a crash")
         with conn.cursor() as cur:  # set-up: its task's process died a while before its run failed
