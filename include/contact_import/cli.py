@@ -9,8 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import (api_client, config, context, db, export, import_folder, imports, intake, local_airflow, sample_file,
-               statuses, workspaces)
+from . import (api_client, config, context, db, export, heartbeat, import_folder, imports, intake, local_airflow,
+               sample_file, statuses, workspaces)
 from .channels import CHANNELS, TAG_MODES
 from .errors import WARNING, normalise_lang
 from .reports import count_by_code, write_report
@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("import_id", nargs="?")
     st.add_argument("--workspace")
     st.set_defaults(func=cmd_status)
+
+    re_ = commands.add_parser("resume", help="go on with an interrupted import, or give it up", parents=[common])
+    re_.add_argument("import_id")
+    re_.add_argument("--give-up", action="store_true",
+                     help=f"end it failed instead ({heartbeat.GIVE_UP_MESSAGE!r})")
+    re_.set_defaults(func=cmd_resume)
 
     ca = commands.add_parser("cancel", help="cancel a waiting or running import", parents=[common])
     ca.add_argument("import_id")
@@ -209,7 +215,8 @@ def cmd_import(args) -> int:
     import_id = intake.create_import(ctx, workspace=args.workspace, channel=args.channel,
                                        tag_mode=args.tag_mode, file=args.file, mapping=_mapping(args),
                                        require_approval=args.require_approval,
-                                       complete_local_phones=args.complete_local_phones, source="cli")
+                                       complete_local_phones=args.complete_local_phones, source="cli",
+                                       runner=heartbeat.this_process())
     conf = {"workspace": args.workspace, "channel": args.channel, "tag_mode": args.tag_mode,
             "file": args.file, "import_id": import_id, "require_approval": args.require_approval,
             "complete_local_phones": args.complete_local_phones}
@@ -223,6 +230,30 @@ def cmd_import(args) -> int:
         _emit(args, summary, "")
     else:
         print(_describe(summary))
+    return IMPORT_EXIT.get(record["status"], EXIT_FAILED)
+
+
+def cmd_resume(args) -> int:
+    """An interrupted local import goes on in this process from the stage it stopped in
+    (the upsert after its last committed chunk), or with --give-up ends failed."""
+    ctx = _context(args)
+    try:
+        if args.give_up:
+            with db.transaction(ctx.cdp_url) as conn:
+                heartbeat.give_up(conn, args.import_id)
+                record = imports.get(conn, args.import_id)
+        else:
+            from . import tasks  # the stages: pandas and Great Expectations when they validate
+
+            record = tasks.resume(ctx, args.import_id)
+    except heartbeat.NotInterrupted as exc:
+        if args.json:
+            _emit(args, {"import_id": args.import_id, "error": str(exc)}, "")
+        else:
+            print(f"contact-import: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    summary = imports.summary(record)
+    _emit(args, summary, _describe(summary))
     return IMPORT_EXIT.get(record["status"], EXIT_FAILED)
 
 
@@ -242,9 +273,11 @@ def _import_through_api(args) -> int:
 
 
 def _describe(summary: dict) -> str:
-    lines = [f"import {summary['import_id']}: {summary['status']}"
+    lines = [f"import {summary['import_id']}: {_status(summary)}"
              f" ({summary.get('workspace')}/{summary.get('channel')}, {summary.get('rows')} rows,"
              f" encoding {summary.get('encoding')})"]
+    if summary.get("interrupted"):
+        lines.append(f"  {_interrupted_advice(summary)}")
     running = _progress_line(summary.get("progress"))
     if running:
         lines.append(f"  {running}")
@@ -261,6 +294,17 @@ def _describe(summary: dict) -> str:
     if message and summary["status"] != statuses.COMPLETED:
         lines.append(f"  {message}")
     return "\n".join(lines)
+
+
+def _interrupted_advice(summary: dict) -> str:
+    if (summary.get("runner") or "").startswith(f"{heartbeat.DAG_RUN}:"):
+        return "its DAG run ended without ending it: import the file again to finish"
+    return (f"its process stopped without ending it: `contact-import resume {summary['import_id']}` goes on from"
+            " where it stopped, `--give-up` ends it failed")
+
+
+def _status(summary: dict) -> str:
+    return f"{summary['status']} (interrupted)" if summary.get("interrupted") else summary["status"]
 
 
 def _progress_line(progress: dict | None) -> str | None:
@@ -302,7 +346,7 @@ def cmd_status(args) -> int:
         for item in items:
             rows = _progress_line(item.get("progress")) or f"{item['processed_rows']}/{item['total_rows']}"
             print(f"{item['import_id']}  {item['created_at'][:19]}  {item['workspace']:<12} {item['channel']:<9}"
-                  f" {item['status']:<18} {rows}")
+                  f" {_status(item):<24} {rows}")
     return EXIT_OK
 
 

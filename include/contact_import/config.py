@@ -67,3 +67,10 @@ def max_unpacked_mb() -> int:
     default twice the upload limit: compressing is how a file over the upload limit gets
     in, within a bound the workers' disks and the DAG's memory can take."""
     return int(os.environ.get("CONTACT_IMPORT_MAX_UNPACKED_MB") or 2 * max_upload_mb())
+
+
+def heartbeat_seconds() -> float:
+    """How old a running import's heartbeat may get before the import counts as interrupted
+    once its runner is gone too (docs/design.md#interrupted-imports). Its runner beats four
+    times as often."""
+    return float(os.environ.get("CONTACT_IMPORT_HEARTBEAT_SECONDS") or 60)

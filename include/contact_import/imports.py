@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from psycopg2 import sql
 from psycopg2.extras import RealDictCursor
@@ -30,7 +30,7 @@ _COLUMNS = """i.id::text AS id, w.slug AS workspace, i.channel, i.tag_mode, i.co
     i.require_approval, i.total_rows, i.processed_rows, i.last_chunk, i.errors, i.warnings,
     i.preview, i.preview_sample, i.result, i.timings, i.error_report, i.data_docs, i.message, i.dag_run_id,
     i.created_at, i.started_at, i.finished_at, i.updated_at, i.step, i.step_rows, i.step_rows_at_start,
-    i.step_started_at, i.step_updated_at, clock_timestamp() AS read_at"""
+    i.step_started_at, i.step_updated_at, i.heartbeat_at, i.runner, clock_timestamp() AS read_at"""
 
 
 # Read with every import, for people telling imports apart: the partner feed a feed's
@@ -48,16 +48,17 @@ class ImportNotFound(LookupError):
 def create(conn, *, workspace_id: int, channel: str, tag_mode: str, file_uri: str, file_name: str | None,
            source: str, mapping: dict | None = None, require_approval: bool = False,
            complete_local_phones: bool = False, import_id: str | None = None,
-           dag_run_id: str | None = None) -> str:
-    """A new import, `waiting` (the first status)."""
+           dag_run_id: str | None = None, runner: str | None = None) -> str:
+    """A new import, `waiting` (the first status); `runner`: who runs it (heartbeat.py),
+    when known already."""
     import_id = import_id or str(uuid.uuid4())
     with conn.cursor() as cur:
         cur.execute(
             """INSERT INTO cdp.imports (id, workspace_id, channel, tag_mode, complete_local_phones, status,
-                   source, file_uri, file_name, mapping, require_approval, dag_run_id)
-               VALUES (%s, %s, %s, %s, %s, 'waiting', %s, %s, %s, %s, %s, %s)""",
+                   source, file_uri, file_name, mapping, require_approval, dag_run_id, runner)
+               VALUES (%s, %s, %s, %s, %s, 'waiting', %s, %s, %s, %s, %s, %s, %s)""",
             (import_id, workspace_id, channel, tag_mode, complete_local_phones, source, file_uri, file_name,
-             json.dumps(mapping) if mapping else None, require_approval, dag_run_id),
+             json.dumps(mapping) if mapping else None, require_approval, dag_run_id, runner),
         )
     return import_id
 
@@ -135,6 +136,25 @@ def unfinished_runs(conn, finished: tuple[str, ...]) -> dict[str, str]:
         return dict(cur.fetchall())
 
 
+def record_run(conn, import_id: str, dag_run_id: str, runner: str) -> None:
+    """The import's DAG run; `runner` becomes its runner unless it has one (a local
+    `contact-import import` runs its DAG run in a process of its own, which is the runner)."""
+    with conn.cursor() as cur:
+        cur.execute("UPDATE cdp.imports SET dag_run_id = %s, runner = COALESCE(runner, %s), updated_at = now()"
+                    " WHERE id = %s", (dag_run_id, runner, import_id))
+
+
+def beat(conn, import_id: str, older_than: float) -> None:
+    """The runner is alive: heartbeat_at now, unless a progress write set it less than
+    `older_than` seconds ago (then the row is not written at all). Skips a row another
+    transaction holds: that is the runner's own, about to write it."""
+    with conn.cursor() as cur:
+        cur.execute("UPDATE cdp.imports SET heartbeat_at = clock_timestamp() WHERE id = ("
+                    " SELECT id FROM cdp.imports WHERE id = %s"
+                    " AND heartbeat_at < clock_timestamp() - make_interval(secs => %s) FOR UPDATE SKIP LOCKED)",
+                    (import_id, older_than))
+
+
 def update(conn, import_id: str, **fields: Any) -> None:
     """Set columns of one import; dicts and lists are stored as JSON. Not its status."""
     if "status" in fields:
@@ -163,11 +183,12 @@ def add_timings(conn, import_id: str, timings: dict[str, float]) -> None:
 def record_chunk(conn, import_id: str, number: int, rows: int, result: dict[str, int],
                  warnings: dict[str, int], found: list[Issue]) -> None:
     """An upsert chunk's checkpoint, committed with the chunk's writes: the counts so far,
-    and the chunk's warnings with their rows."""
+    and the chunk's warnings with their rows; the runner's heartbeat too."""
     with conn.cursor() as cur:
         # clock_timestamp(): now() would be when the chunk's transaction began, a chunk ago
         cur.execute("UPDATE cdp.imports SET last_chunk = %s, processed_rows = processed_rows + %s,"
                     " step_rows = processed_rows + %s, step_updated_at = clock_timestamp(),"
+                    " heartbeat_at = clock_timestamp(),"
                     " result = %s, warnings = %s, updated_at = now() WHERE id = %s",
                     (number, rows, rows, json.dumps(result), json.dumps(warnings), import_id))
         if found:
@@ -183,15 +204,18 @@ def start_step(conn, import_id: str, step: str, rows_done: int = 0) -> None:
         raise ValueError(f"unknown step {step!r}")
     with conn.cursor() as cur:
         cur.execute("UPDATE cdp.imports SET step = %s, step_rows = %s, step_rows_at_start = %s,"
-                    " step_started_at = clock_timestamp(), step_updated_at = clock_timestamp() WHERE id = %s",
+                    " step_started_at = clock_timestamp(), step_updated_at = clock_timestamp(),"
+                    " heartbeat_at = clock_timestamp() WHERE id = %s",
                     (step, rows_done, rows_done, import_id))
 
 
 def record_progress(conn, import_id: str, step: str, rows_done: int) -> None:
     """Rows of the file done so far in `step`: one small UPDATE, meant for its own short
-    transaction once per chunk. A late write of a step the import has left changes nothing."""
+    transaction once per chunk; it is the runner's heartbeat too. A late write of a step
+    the import has left changes nothing."""
     with conn.cursor() as cur:
-        cur.execute("UPDATE cdp.imports SET step_rows = %s, step_updated_at = clock_timestamp()"
+        cur.execute("UPDATE cdp.imports SET step_rows = %s, step_updated_at = clock_timestamp(),"
+                    " heartbeat_at = clock_timestamp()"
                     " WHERE id = %s AND step = %s", (rows_done, import_id, step))
 
 
@@ -238,8 +262,12 @@ def warning_rows(conn, import_id: str) -> list[Issue]:
         return [Issue(code, row, column, value, params) for code, row, column, value, params in cur.fetchall()]
 
 
-def summary(record: dict[str, Any]) -> dict[str, Any]:
-    """The JSON shape of an import for the CLI and the API."""
+def summary(record: dict[str, Any], ended_runs: Collection[str] = ()) -> dict[str, Any]:
+    """The JSON shape of an import for the CLI and the API. `ended_runs`: the DAG runs
+    known to have ended, which tell whether an import under Airflow is interrupted
+    (heartbeat.runs_to_ask); a local import's process is looked at here."""
+    from . import heartbeat  # heartbeat imports this module
+
     out = {k: record.get(k) for k in ("id", "workspace", "channel", "tag_mode", "complete_local_phones",
                                        "status", "source",
                                        "file_name", "encoding", "delimiter", "total_rows",
@@ -253,6 +281,10 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
         value = record.get(key)
         out[key] = value.isoformat() if value is not None else None
     out["progress"] = progress(record)
+    out["runner"] = record.get("runner")
+    beat = record.get("heartbeat_at")
+    out["heartbeat_at"] = beat.isoformat() if beat is not None else None
+    out["interrupted"] = heartbeat.interrupted(record, ended_runs)
     return out
 
 
@@ -265,7 +297,7 @@ def progress(record: dict[str, Any]) -> dict[str, Any] | None:
     from . import statuses  # statuses imports this module
 
     step = record.get("step")
-    if step is None or record.get("status") not in (statuses.VALIDATING, statuses.IMPORTING):
+    if step is None or record.get("status") not in statuses.RUNNING:
         return None
     done, total = record.get("step_rows") or 0, record.get("total_rows")
     started, updated = record.get("step_started_at"), record.get("step_updated_at")

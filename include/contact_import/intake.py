@@ -8,7 +8,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from . import db, import_folder, imports, reading, storage, workspaces
+from . import db, heartbeat, import_folder, imports, reading, storage, workspaces
 from .channels import CHANNELS, TAG_MODES, get_channel
 from .context import Context
 from .errors import ERROR, ImportFileError, Issue
@@ -150,8 +150,9 @@ def upload_path(ctx: Context, import_id: str, file_name: str) -> storage.UPath:
 def create_import(ctx: Context, *, workspace: str, channel: str, tag_mode: str, file: str,
                   mapping: dict | None = None, require_approval: bool = False,
                   complete_local_phones: bool = False, source: str = "cli",
-                  import_id: str | None = None, dag_run_id: str | None = None) -> str:
-    """Copy the file in and record the import as waiting; raises ValueError / LookupError on bad input."""
+                  import_id: str | None = None, dag_run_id: str | None = None, runner: str | None = None) -> str:
+    """Copy the file in and record the import as waiting; raises ValueError / LookupError on bad input.
+    `runner`: the process that will run it, when that is not its DAG run (heartbeat.py)."""
     check_options(channel, tag_mode)
     path = ctx.storage.path(file) if file else None
     if path is None or not path.is_file():
@@ -164,13 +165,13 @@ def create_import(ctx: Context, *, workspace: str, channel: str, tag_mode: str, 
     return record_upload(ctx, import_id=import_id, stored=stored, sha256=sha, file_name=path.name,
                          workspace=workspace, channel=channel, tag_mode=tag_mode, mapping=mapping,
                          require_approval=require_approval, complete_local_phones=complete_local_phones,
-                         source=source, dag_run_id=dag_run_id)
+                         source=source, dag_run_id=dag_run_id, runner=runner)
 
 
 def record_upload(ctx: Context, *, import_id: str, stored: storage.UPath, sha256: str, file_name: str,
                   workspace: str, channel: str, tag_mode: str, mapping: dict | None = None,
                   require_approval: bool = False, complete_local_phones: bool = False, source: str = "api",
-                  dag_run_id: str | None = None) -> str:
+                  dag_run_id: str | None = None, runner: str | None = None) -> str:
     """Record an import whose file is already stored (`upload_path`) as waiting."""
     check_options(channel, tag_mode)
     with db.transaction(ctx.cdp_url) as conn:
@@ -178,14 +179,16 @@ def record_upload(ctx: Context, *, import_id: str, stored: storage.UPath, sha256
         check_workspace_options(ws, complete_local_phones)
         imports.create(conn, workspace_id=ws.id, channel=channel, tag_mode=tag_mode, file_uri=str(stored),
                        file_name=file_name, source=source, mapping=mapping, require_approval=require_approval,
-                       complete_local_phones=complete_local_phones, import_id=import_id, dag_run_id=dag_run_id)
+                       complete_local_phones=complete_local_phones, import_id=import_id, dag_run_id=dag_run_id,
+                       runner=runner)
         imports.update(conn, import_id, file_sha256=sha256, work_dir=str(stored.parent))
     return import_id
 
 
 def record_run(ctx: Context, import_id: str, dag_run_id: str) -> None:
+    """The import's DAG run, its runner unless a local process runs that run."""
     with db.transaction(ctx.cdp_url) as conn:
-        imports.update(conn, import_id, dag_run_id=dag_run_id)
+        imports.record_run(conn, import_id, dag_run_id, heartbeat.dag_run(dag_run_id))
 
 
 def import_exists(ctx: Context, import_id: str) -> bool:

@@ -6,8 +6,10 @@ otherwise; the CDP database handed over as Airflow's connection `cdp_default`.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -40,7 +42,9 @@ def environment(url: str) -> dict[str, str]:
 
 def run_import(conf: dict, url: str) -> Path:
     """One run of DAG contact_import in a child process (`airflow dags test`, Airflow's own
-    dag.test()); returns its log file."""
+    dag.test(), which runs the tasks in that process); returns its log file. The child dies
+    with this process: this process is the import's runner (heartbeat.py), so an import
+    whose `contact-import import` was killed is interrupted, not carried on unseen."""
     env = environment(url)
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
@@ -50,9 +54,24 @@ def run_import(conf: dict, url: str) -> Path:
     airflow = str(Path(sys.executable).parent / "airflow")
     with log.open("w") as out:
         if not (home / "airflow.db").exists():
-            subprocess.run([airflow, "db", "migrate"], env=env, stdout=out, stderr=out, check=True)
+            subprocess.run([airflow, "db", "migrate"], env=env, stdout=out, stderr=out, check=True,
+                           preexec_fn=_die_with(os.getpid()))
         started = time.monotonic()
         subprocess.run([airflow, "dags", "test", IMPORT_DAG_ID, "-c", json.dumps(conf)],
-                       env=env, stdout=out, stderr=out)
+                       env=env, stdout=out, stderr=out, preexec_fn=_die_with(os.getpid()))
         out.write(f"\n# dag run took {time.monotonic() - started:.1f}s\n")
     return log
+
+
+def _die_with(parent: int):
+    """A child's pre-exec step that has the kernel kill it when `parent` dies (Linux's
+    PR_SET_PDEATHSIG; elsewhere the child runs on, beating, and its import is not
+    interrupted until it ends)."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def arrange() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
+    return arrange

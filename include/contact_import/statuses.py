@@ -6,8 +6,10 @@ that changes an import's status.
        │            └──> validation_failed               │
        └──────────────┴──────────┴───────────────────────┴──> cancelled, failed
 
-A stage that Airflow retries enters its own status again (validating, importing).
-Finished imports never change again: a file is imported again as a new import.
+A stage that Airflow retries, or `contact-import resume` resumes, enters its own status
+again (validating, importing). Finished imports never change again: a file is imported
+again as a new import. "Interrupted" is no status: it is derived from the import's
+heartbeat and runner (heartbeat.py), so a resumed import simply goes on in its status.
 """
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ FAILED = "failed"
 
 STATUSES = (WAITING, VALIDATING, AWAITING_APPROVAL, IMPORTING, COMPLETED, VALIDATION_FAILED, CANCELLED, FAILED)
 FINISHED = (COMPLETED, VALIDATION_FAILED, CANCELLED, FAILED)
+RUNNING = (VALIDATING, IMPORTING)  # a stage works on the import: it has progress and beats
+# The statuses in which the import's runner (its DAG run, a local process) owns it, so
+# that it is interrupted when the runner is gone; awaiting_approval waits for a person.
+OWNED_BY_RUNNER = (WAITING, *RUNNING)
 _ENDED_EARLY = {CANCELLED, FAILED}
 
 TRANSITIONS: dict[str, frozenset[str]] = {

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from psycopg2.errors import QueryCanceled
 
-from . import config, db, import_folder, imports, interruption, reading, statuses, workspaces
+from . import config, db, heartbeat, import_folder, imports, interruption, reading, statuses, workspaces
 from .channels import get_channel
 from .context import Context
 from .errors import ERROR, WARNING, ImportFileError, Issue
@@ -293,12 +293,18 @@ def finalize(ctx: Context, import_id: str) -> dict[str, Any]:
 
 
 def run(task: Callable[[Context, str], Any], ctx: Context, import_id: str) -> Any:
-    """One task as the DAG runs it: if Airflow stops the task (marked failed or cleared:
-    SIGINT, then SIGTERM), the import ends `cancelled` instead of staying in the status
-    of a stage no process runs any more. upsert_contacts handles the stop itself,
-    rolling back its chunk in flight."""
-    if task is upsert_contacts:
-        return task(ctx, import_id)
+    """One task as the DAG (or `contact-import resume`) runs it, beating the import's
+    heartbeat all along: if Airflow stops the task (marked failed or cleared: SIGINT, then
+    SIGTERM), the import ends `cancelled` instead of staying in the status of a stage no
+    process runs any more. upsert_contacts handles the stop itself, rolling back its chunk
+    in flight."""
+    with heartbeat.beating(ctx.cdp_url, import_id):
+        if task is upsert_contacts:
+            return task(ctx, import_id)
+        return _stopped_is_cancelled(task, ctx, import_id)
+
+
+def _stopped_is_cancelled(task: Callable[[Context, str], Any], ctx: Context, import_id: str) -> Any:
     try:
         with interruption.stop_on_signals(None):
             return task(ctx, import_id)
@@ -347,3 +353,37 @@ def _reject(ctx: Context, import_id: str, local, folder: str, issues: list[Issue
                 data_docs=str(data_docs) if data_docs else None, warnings=count_by_code(issues, WARNING),
                 message=json.dumps(by_code))
     raise StageError(f"validation failed: {len(errors)} errors {by_code}; report: {report}")
+
+
+# The DAG's tasks in the order a run without approval runs them.
+ORDER = (detect_encoding, map_columns, validate, approval_needed, upsert_contacts, bind_teammates, finalize)
+# Where an import whose runner stopped in a step goes on: the upsert after its last
+# committed chunk, the stages before it from their start (they write nothing to the CDP),
+# binding again (binding a bound contact changes nothing).
+_RESUMED_IN = {None: detect_encoding, imports.READING: detect_encoding, imports.CHECKING: validate,
+               imports.PREVIEW: validate, imports.IMPORTING: upsert_contacts, imports.BINDING: bind_teammates}
+
+
+def remaining(record: dict[str, Any]) -> tuple[Callable[[Context, str], Any], ...]:
+    """The tasks an interrupted import still has to run, the one it stopped in first."""
+    first = detect_encoding if record["status"] == statuses.WAITING else _RESUMED_IN[record.get("step")]
+    return ORDER[ORDER.index(first):]
+
+
+def resume(ctx: Context, import_id: str) -> dict[str, Any]:
+    """Go on with an interrupted local import in this process, which becomes its runner,
+    from the stage it stopped in; returns the import as it ended. Raises
+    heartbeat.NotInterrupted (an import that is not interrupted: its runner is alive, ...)."""
+    with db.transaction(ctx.cdp_url) as conn:
+        record = heartbeat.take_over(conn, import_id, heartbeat.this_process())
+    for task in remaining(record):
+        try:
+            if run(task, ctx, import_id) is True and task is approval_needed:
+                break  # waits for someone's approval in Airflow
+        except StageError:
+            break  # the import ended (validation failed, cancelled): its record says how
+        except Exception as exc:  # as the DAG's failure callback records a task that failed
+            failed(ctx, import_id, f"{task.__name__}: {exc}")
+            raise
+    with db.transaction(ctx.cdp_url) as conn:
+        return imports.get(conn, import_id)

@@ -132,6 +132,17 @@ class Import(BaseModel):
     created_at: datetime | None = Field(description="When the import was recorded.")
     started_at: datetime | None = Field(description="When its validation started.")
     finished_at: datetime | None = Field(description="When it ended.")
+    interrupted: bool = Field(description="True when the process running the import stopped without ending it:"
+                                          " it is waiting, validating or importing, has shown no sign of life"
+                                          " for CONTACT_IMPORT_HEARTBEAT_SECONDS, and its runner is gone (its"
+                                          " DAG run ended; for the CLI's local imports, its process). The"
+                                          " status stays the one it stopped in: `contact-import resume` goes"
+                                          " on with a local import, importing the file again finishes one"
+                                          " under Airflow.")
+    heartbeat_at: datetime | None = Field(description="When the import's runner last showed it is alive.")
+    runner: str | None = Field(description="Who runs the import: `dag_run:<run id>` under Airflow, or"
+                                           " `local:<host>:<pid>:<start time>` for a local `contact-import"
+                                           " import` or `resume`; null until its DAG run is recorded.")
     progress: Progress | None = Field(description="The running step and its rows, rate and time left; null"
                                                   " unless the import is validating or importing.")
 

@@ -1,6 +1,7 @@
 """Statuses follow the DAG runs: an unfinished import whose run was marked failed in
 Airflow (while queued, say, from Airflow's UI or REST API rather than this API's cancel)
-ends `cancelled`. Airflow runs no DAG callback when a run is set failed that way, so the
+ends `cancelled`, or `failed` as interrupted when its stage's process had died before
+(it was validating or importing and its heartbeat is stale: heartbeat.py). Airflow runs no DAG callback when a run is set failed that way, so the
 API server sweeps: one daemon thread per process, started by the first request that
 reaches the CDP database (a mounted app gets no lifespan events), every INTERVAL seconds
 one query of Airflow's metadata database for the unfinished imports' runs.
@@ -15,7 +16,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable
 
-from contact_import import db, imports, statuses
+from contact_import import db, heartbeat, imports, statuses
 from contact_import.context import Context
 from contact_import.endpoints import IMPORT_DAG_ID
 
@@ -66,7 +67,7 @@ def _loop(get_context: Callable[[], Context], interval: float, stopped: threadin
         try:
             ended = sweep(get_context())
             if ended:
-                log.info("cancelled imports whose DAG run was marked failed in Airflow: %s", ", ".join(ended))
+                log.info("ended imports whose DAG run failed in Airflow: %s", ", ".join(ended))
             last_error = None
         except Exception as exc:  # the database may be down for a while: say so once, keep sweeping
             if repr(exc) != last_error:
@@ -76,7 +77,7 @@ def _loop(get_context: Callable[[], Context], interval: float, stopped: threadin
 
 
 def sweep(ctx: Context, failed_runs: Callable[[Iterable[str]], set[str]] | None = None) -> list[str]:
-    """Cancel the unfinished imports whose DAG run has failed; returns their ids."""
+    """End the unfinished imports whose DAG run has failed; returns their ids."""
     runs = unfinished_runs(ctx)
     if not runs:
         return []
@@ -85,7 +86,13 @@ def sweep(ctx: Context, failed_runs: Callable[[Iterable[str]], set[str]] | None 
         import_id = runs[run_id]
         with db.transaction(ctx.cdp_url) as conn:
             try:
-                if statuses.end(conn, import_id, statuses.CANCELLED, MESSAGE):
+                record = imports.get(conn, import_id)
+                died = record["status"] in statuses.RUNNING and heartbeat.stale(record)
+                if died:
+                    ended_now = statuses.end(conn, import_id, statuses.FAILED, heartbeat.GIVE_UP_MESSAGE)
+                else:
+                    ended_now = statuses.end(conn, import_id, statuses.CANCELLED, MESSAGE)
+                if ended_now:
                     ended.append(import_id)
             except imports.ImportNotFound:
                 pass

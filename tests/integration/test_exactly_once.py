@@ -1,5 +1,7 @@
 """Exactly-once: a killed upsert resumes after its last committed chunk and ends where a
-clean run ends; two imports into one workspace serialise."""
+clean run ends; a killed `contact-import import` is shown interrupted and `contact-import
+resume` ends it there too; two imports into one workspace serialise."""
+import json
 import os
 import signal
 import subprocess
@@ -82,6 +84,74 @@ def _kill_upsert_after(url, import_id, rows):
         time.sleep(0.01)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
+
+
+def _contact_import(url, *args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "contact_import.cli", "--db", url, *map(str, args)], **kwargs)
+
+
+@pytest.mark.parametrize("killed_in", ["validation", "upsert"])
+def test_a_killed_local_import_is_shown_interrupted_and_resumes_to_the_end_of_a_clean_one(
+        cdp_url, second_cdp_url, demo_workspace, tmp_path, monkeypatch, killed_in):
+    """kill -9 of a local `contact-import import` (its DAG run's process dies with it): within
+    a minute `status` shows the import interrupted (here with a 2 s heartbeat threshold), and
+    `contact-import resume` carries it on to where one clean import of the file ends."""
+    monkeypatch.setenv("CONTACT_IMPORT_HEARTBEAT_SECONDS", "2")
+    monkeypatch.setenv("CONTACT_IMPORT_CHUNK_ROWS", "100")
+    if killed_in == "validation":
+        monkeypatch.setenv("CONTACT_IMPORT_VALIDATE_CHUNK_ROWS", "100")
+    path = big_file(tmp_path / "big.csv")
+    command = _contact_import(cdp_url, "import", path, "--workspace", "demo", "--channel", "line",
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if killed_in == "validation":
+        def far_enough(r):
+            return r["status"] == statuses.VALIDATING and r["step"] == imports.CHECKING and r["step_rows"] >= 500
+    else:
+        def far_enough(r):
+            return r["processed_rows"] >= 1300
+    record = None
+    deadline = time.monotonic() + 600  # Airflow starts first (migrating its metadata in a fresh home)
+    while command.poll() is None and not (record and far_enough(record)):
+        assert time.monotonic() < deadline, "the import made no progress"
+        with db.transaction(cdp_url) as conn:
+            record = next(iter(imports.list_imports(conn)), None)
+        time.sleep(0.01)
+    assert command.poll() is None, f"the import ended before it could be killed: {record and record['status']}"
+    os.kill(command.pid, signal.SIGKILL)
+    command.wait()
+    import_id = record["id"]
+
+    deadline = time.monotonic() + 60
+    while True:
+        status = _contact_import(cdp_url, "status", import_id, "--json", stdout=subprocess.PIPE, text=True)
+        shown = json.loads(status.communicate()[0])
+        if shown["interrupted"]:
+            break
+        assert time.monotonic() < deadline, f"not shown interrupted within a minute: {shown}"
+        time.sleep(0.2)
+    assert shown["status"] == (statuses.VALIDATING if killed_in == "validation" else statuses.IMPORTING)
+    if killed_in == "upsert":
+        assert 1300 <= shown["processed_rows"] < 3000
+
+    resume = _contact_import(cdp_url, "resume", import_id, "--json", stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    out, err = resume.communicate(timeout=600)
+    assert resume.returncode == 0, err
+    assert json.loads(out)["status"] == statuses.COMPLETED and not json.loads(out)["interrupted"]
+    with db.transaction(cdp_url) as conn:
+        record = imports.get(conn, import_id)
+    assert record["processed_rows"] == 3000
+
+    with db.transaction(second_cdp_url) as conn:
+        workspaces.apply(conn, workspaces.load_file(EXAMPLES / "demo-workspace.yaml"))
+    clean = run_stages(second_cdp_url, path)
+    assert clean["status"] == statuses.COMPLETED and record["result"] == clean["result"]
+    assert record["result"]["created"] == 3000
+    assert record["warnings"] == clean["warnings"] and record["warnings"]["profile_shared"] > 0
+    assert warnings_report(record) == warnings_report(clean)
+    resumed, clean_contacts = exported(cdp_url), exported(second_cdp_url)
+    assert _without_ids(resumed) == _without_ids(clean_contacts)
+    assert _profiles(resumed) == _profiles(clean_contacts)
 
 
 def changed_file(path, rows=3000):

@@ -40,6 +40,8 @@ class Airflow:
         self.dag_reads: list[str] = []  # the Authorization header of each read of the DAG
         self.user = "alice"  # who Airflow records as triggering the runs
         self.user_reads: list[list[str]] = []  # the run ids of each read of who triggered them
+        self.ended_runs: set[str] = set()  # the runs that ended
+        self.ended_reads: list[list[str]] = []  # the run ids of each read of whether they ended
 
     def answer(self, request: httpx.Request) -> httpx.Response:
         """Airflow's REST API over HTTP: GET /api/v2/dags/<import DAG>."""
@@ -67,12 +69,19 @@ class Airflow:
         return {run_id: self.user for run_id in run_ids if run_id in mine}
 
 
+    def ended(self, run_ids):
+        """Airflow's metadata database: which of these runs ended."""
+        self.ended_reads.append(list(run_ids))
+        return {run_id for run_id in run_ids if run_id in self.ended_runs}
+
+
 @pytest.fixture
 def airflow(monkeypatch):
     stand_in = Airflow()
     monkeypatch.setattr(airflow_client, "trigger", stand_in.trigger)
     monkeypatch.setattr(airflow_client, "fail_run", stand_in.fail_run)
     monkeypatch.setattr(runs, "triggering_users", stand_in.triggering_users)
+    monkeypatch.setattr(runs, "ended", stand_in.ended)
     real = httpx.Client
     monkeypatch.setattr(airflow_client.httpx, "Client",
                         lambda **kwargs: real(transport=httpx.MockTransport(stand_in.answer), **kwargs))
@@ -424,6 +433,25 @@ def test_a_validating_import_shows_its_step_rows_rate_and_time_left(api, cdp_url
     assert listed["progress"] is None
 
 
+def test_an_import_whose_dag_run_ended_without_ending_it_is_shown_interrupted(api, airflow, cdp_url):
+    created = upload(api, csv_bytes(3)).json()
+    assert created["interrupted"] is False and created["heartbeat_at"]
+    with db.transaction(cdp_url) as conn, conn.cursor() as cur:  # set-up: its task process died while validating
+        cur.execute("UPDATE cdp.imports SET status = 'validating', heartbeat_at = now() - interval '10 minutes'"
+                    " WHERE id = %s", (created["id"],))
+    assert api.get(f"{API}/imports/{created['id']}").json()["interrupted"] is False  # its run still runs (a retry)
+    assert airflow.ended_reads[-1] == ["manual__1"]
+    airflow.ended_runs.add("manual__1")
+    shown = api.get(f"{API}/imports/{created['id']}").json()
+    assert shown["interrupted"] is True and shown["status"] == "validating" and shown["heartbeat_at"]
+    (listed,) = api.get(f"{API}/imports").json()["imports"]
+    assert listed["interrupted"] is True
+    with db.transaction(cdp_url) as conn, conn.cursor() as cur:  # a retry of its task beats again
+        cur.execute("UPDATE cdp.imports SET heartbeat_at = now() WHERE id = %s", (created["id"],))
+    assert api.get(f"{API}/imports/{created['id']}").json()["interrupted"] is False
+    assert airflow.ended_reads[-1] == []  # a fresh heartbeat: Airflow not asked
+
+
 def test_templates_per_channel_tag_mode_and_workspace(api):
     line = api.get(f"{API}/templates/line.csv", params={"tag_mode": "overwrite", "workspace": "demo"})
     assert line.status_code == 200 and 'filename="line-overwrite.csv"' in line.headers["content-disposition"]
@@ -436,11 +464,16 @@ def test_templates_per_channel_tag_mode_and_workspace(api):
     assert api.get(f"{API}/templates/line.csv", params={"workspace": "nope"}).status_code == 404
 
 
-def test_the_sweep_cancels_unfinished_imports_whose_run_failed_in_airflow(api, cdp_url):
-    queued, running, other, done = (upload(api, csv_bytes(1, start=n)).json() for n in range(4))
+def test_the_sweep_ends_unfinished_imports_whose_run_failed_in_airflow(api, cdp_url):
+    queued, running, other, done, died = (upload(api, csv_bytes(1, start=n)).json() for n in range(5))
     with db.transaction(cdp_url) as conn:
         statuses.change(conn, running["id"], statuses.VALIDATING)
+        statuses.change(conn, died["id"], statuses.VALIDATING)
+        statuses.change(conn, died["id"], statuses.IMPORTING)
         statuses.end(conn, done["id"], statuses.FAILED, "a crash")
+        with conn.cursor() as cur:  # set-up: its task's process died a while before its run failed
+            cur.execute("UPDATE cdp.imports SET heartbeat_at = now() - interval '10 minutes' WHERE id = %s",
+                        (died["id"],))
     with db.transaction(cdp_url) as conn:  # an import of the CLI: no DAG run
         no_run = intake.record_upload(ctx(cdp_url), import_id="5c0e6f2a-1111-4111-8111-111111111111",
                                       stored=ctx(cdp_url).storage.path(__file__), sha256="x", file_name="a.csv",
@@ -449,14 +482,16 @@ def test_the_sweep_cancels_unfinished_imports_whose_run_failed_in_airflow(api, c
 
     def failed_runs(run_ids):
         asked.append(sorted(run_ids))
-        return {queued["dag_run_id"], running["dag_run_id"], done["dag_run_id"]} & set(run_ids)
+        return {queued["dag_run_id"], running["dag_run_id"], done["dag_run_id"], died["dag_run_id"]} & set(run_ids)
 
-    assert sorted(sweep.sweep(ctx(cdp_url), failed_runs)) == sorted([queued["id"], running["id"]])
-    assert asked == [sorted([queued["dag_run_id"], running["dag_run_id"], other["dag_run_id"]])]
+    assert sorted(sweep.sweep(ctx(cdp_url), failed_runs)) == sorted([queued["id"], running["id"], died["id"]])
+    assert asked == [sorted([queued["dag_run_id"], running["dag_run_id"], other["dag_run_id"], died["dag_run_id"]])]
     for record, expected in ((queued, "cancelled"), (running, "cancelled"), (other, "waiting"), (done, "failed")):
         now = api.get(f"{API}/imports/{record['id']}").json()
         assert now["status"] == expected, (record, now)
     assert api.get(f"{API}/imports/{queued['id']}").json()["message"]["text"] == sweep.MESSAGE
+    interrupted = api.get(f"{API}/imports/{died['id']}").json()
+    assert (interrupted["status"], interrupted["message"]["text"]) == ("failed", "interrupted: run it again to finish")
     assert api.get(f"{API}/imports/{no_run}").json()["status"] == "waiting"
     assert sweep.sweep(ctx(cdp_url), failed_runs) == []
 

@@ -14,7 +14,7 @@ from tests.helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "plugins"))  # as Airflow does with its plugins folder
 
-from contact_imports_api import sweep  # noqa: E402
+from contact_imports_api import runs, sweep  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +49,18 @@ def test_only_failed_runs_of_the_import_dag_that_ended_a_while_ago(airflow_metad
              (FEEDS_DAG_ID, ids["other_dag"], DagRunState.FAILED, earlier))
     assert sweep.failed_in_airflow([*ids.values(), "no_such_run"]) == {ids["failed"]}
     assert sweep.failed_in_airflow([]) == set()
+
+
+def test_the_runs_of_the_import_dag_that_ended(airflow_metadata):
+    """What tells an import under Airflow interrupted: its run ended, either way."""
+    from airflow.utils.state import DagRunState
+
+    now = datetime.now(timezone.utc)
+    ids = {name: f"{name}_{uuid.uuid4().hex[:8]}" for name in ("failed", "success", "running", "queued", "other_dag")}
+    add_runs((IMPORT_DAG_ID, ids["failed"], DagRunState.FAILED, now),
+             (IMPORT_DAG_ID, ids["success"], DagRunState.SUCCESS, now),
+             (IMPORT_DAG_ID, ids["running"], DagRunState.RUNNING, None),
+             (IMPORT_DAG_ID, ids["queued"], DagRunState.QUEUED, None),
+             (FEEDS_DAG_ID, ids["other_dag"], DagRunState.FAILED, now))
+    assert runs.ended([*ids.values(), "no_such_run"]) == {ids["failed"], ids["success"]}
+    assert runs.ended([]) == set()

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from contact_import import config, db, imports, intake, statuses, storage, workspaces
+from contact_import import config, db, heartbeat, imports, intake, statuses, storage, workspaces
 from contact_import.channels import CHANNELS, TAG_MODES
 from contact_import.context import Context
 from contact_import.endpoints import API_PREFIX, IMPORT_DAG_ID
@@ -129,6 +129,13 @@ def present_all(request: Request, who: Caller, records: list[dict[str, Any]]) ->
         paused = airflow_client.dag_paused(airflow_client.base_url(request), who)
     users = runs.triggering_users(r.get("dag_run_id") for r in records)
     return [present(request, r, paused, users.get(r.get("dag_run_id"))) for r in records]
+
+
+def summaries(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The imports' summaries, an import under Airflow told interrupted by its DAG run's
+    state: Airflow is asked once, and only about the runs of imports whose heartbeat is stale."""
+    ended = runs.ended(heartbeat.runs_to_ask(records))
+    return [imports.summary(record, ended) for record in records]
 
 
 def _stored_record(ctx: Context, import_id: str) -> dict[str, Any]:
@@ -316,7 +323,7 @@ def list_imports(request: Request, who: Reader, ctx: CDP,
                 raise HTTPException(status.HTTP_404_NOT_FOUND, unknown_workspace(ctx, workspace)) from None
         total = imports.count_imports(conn, workspace_id, status_)
         records = imports.list_imports(conn, workspace_id, status_, limit, offset) if offset < total else []
-    return {"imports": present_all(request, who, [imports.summary(r) for r in records]),
+    return {"imports": present_all(request, who, summaries(records)),
             "total": total, "offset": offset, "limit": limit}
 
 
@@ -326,7 +333,7 @@ def list_imports(request: Request, who: Reader, ctx: CDP,
                         " (`dag_paused`): its run starts only once the DAG is unpaused.",
             responses=errors(401, 403, 404, 503))
 def get_import(import_id: ImportId, request: Request, who: Reader, ctx: CDP) -> dict[str, Any]:
-    return present_all(request, who, [read_import(ctx, import_id)])[0]
+    return present_all(request, who, summaries([_stored_record(ctx, import_id)]))[0]
 
 
 @router.get("/imports/{import_id}/errors.csv", summary="The error report of a rejected file",
