@@ -22,8 +22,6 @@ from .errors import Issue
 
 ROLES = ("admin", "agent", "sales_rep", "sales_manager")
 ATTRIBUTE_TYPES = ("text", "number", "date", "boolean", "select")
-
-
 ACCESS_KEYS = ("users", "roles")
 ADMIN_ROLE = "admin"  # Airflow's Admin role (SimpleAuthManager's ADMIN, FAB's Admin): every workspace
 

@@ -44,6 +44,7 @@ def acme(api, cdp_url):
     warned = upload(api, shared_email_file(700), workspace="acme", require_approval="true").json()
     for stage in (tasks.detect_encoding, tasks.map_columns, tasks.validate):
         stage(ctx(cdp_url), warned["id"])
+    assert tasks.approval_needed(ctx(cdp_url), warned["id"])  # now awaiting approval
     act_as(airflow_user())
     return {"waiting": waiting["id"], "rejected": rejected["id"], "warned": warned["id"]}
 
