@@ -130,18 +130,24 @@ def contact_import():
     def detect_encoding() -> dict:
         airflow_context = get_current_context()
         params, import_id, ctx = airflow_context["params"], import_id_of(airflow_context), cdp_context()
-        named = (airflow_context["dag_run"].conf or {}).get("import_id")  # by the API, the CLI or a feed
-        if not named and not intake.import_exists(ctx, import_id):
+        run = airflow_context["dag_run"]
+        named = (run.conf or {}).get("import_id")  # by the API, the CLI or a feed
+        form = not named and not intake.import_exists(ctx, import_id)
+        try:  # before the file is read: the workspace's access (docs/design.md#who-may-use-a-workspace)
+            intake.check_run(ctx, import_id, run.triggering_user_name, params["workspace"] if form else None)
+        except (PermissionError, LookupError) as exc:
+            raise AirflowFailException(str(exc)) from None
+        if form:
             try:
                 intake.create_import(ctx, workspace=params["workspace"], channel=params["channel"],
                                        tag_mode=params["tag_mode"], file=params["file"],
                                        mapping=params.get("mapping") or None,
                                        require_approval=bool(params.get("require_approval")),
                                        complete_local_phones=bool(params.get("complete_local_phones")), source="ui",
-                                       import_id=import_id, dag_run_id=airflow_context["dag_run"].run_id)
+                                       import_id=import_id, dag_run_id=run.run_id)
             except (ValueError, LookupError) as exc:
                 raise AirflowFailException(str(exc)) from None
-        intake.record_run(ctx, import_id, airflow_context["dag_run"].run_id)
+        intake.record_run(ctx, import_id, run.run_id)
         return stage(tasks.detect_encoding, import_id)
 
     @task

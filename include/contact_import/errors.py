@@ -132,3 +132,9 @@ CODES.update({
     "too_many_columns": (ERROR, "The header has more than {limit} columns; keep only the columns to import.", "標題列超過 {limit} 個欄位，請只保留要匯入的欄位。"),
     "workbook_too_large": (ERROR, "The workbook needs more than {limit} MiB of memory to read (its cells or shared strings expand to that much); save its first sheet as CSV UTF-8 and upload that.", "讀取此活頁簿需要超過 {limit} MiB 的記憶體（儲存格或共用字串展開後過大），請將第一個工作表另存為 CSV UTF-8 後再上傳。"),
 })
+
+# Who may use a workspace (docs/design.md#who-may-use-a-workspace): a DAG run triggered by a
+# user the workspace's `access` does not name, refused before its file is read.
+CODES.update({
+    "workspace_not_allowed": (ERROR, "The Airflow user {user!r} may not use the workspace {workspace!r}; its workspace file's access names who may.", "Airflow 使用者「{user}」無權使用工作區「{workspace}」；可使用者列於工作區檔案的 access。"),
+})

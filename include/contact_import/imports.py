@@ -28,7 +28,7 @@ _COLUMNS = """i.id::text AS id, w.slug AS workspace, i.channel, i.tag_mode, i.co
     i.status, i.source,
     i.file_name, i.file_uri, i.file_sha256, i.work_dir, i.encoding, i.delimiter, i.mapping,
     i.require_approval, i.total_rows, i.processed_rows, i.last_chunk, i.errors, i.warnings,
-    i.preview, i.preview_sample, i.result, i.timings, i.error_report, i.data_docs, i.message, i.dag_run_id,
+    i.preview, i.preview_sample, i.result, i.timings, i.error_report, i.data_docs, i.message, i.dag_run_id, i.requested_by,
     i.created_at, i.started_at, i.finished_at, i.updated_at, i.step, i.step_rows, i.step_rows_at_start,
     i.step_started_at, i.step_updated_at, i.heartbeat_at, i.runner, clock_timestamp() AS read_at"""
 
@@ -48,17 +48,18 @@ class ImportNotFound(LookupError):
 def create(conn, *, workspace_id: int, channel: str, tag_mode: str, file_uri: str, file_name: str | None,
            source: str, mapping: dict | None = None, require_approval: bool = False,
            complete_local_phones: bool = False, import_id: str | None = None,
-           dag_run_id: str | None = None, runner: str | None = None) -> str:
+           dag_run_id: str | None = None, runner: str | None = None, requested_by: str | None = None) -> str:
     """A new import, `waiting` (the first status); `runner`: who runs it (heartbeat.py),
-    when known already."""
+    when known already; `requested_by`: the Airflow user the upload API checked the
+    workspace's access for."""
     import_id = import_id or str(uuid.uuid4())
     with conn.cursor() as cur:
         cur.execute(
             """INSERT INTO cdp.imports (id, workspace_id, channel, tag_mode, complete_local_phones, status,
-                   source, file_uri, file_name, mapping, require_approval, dag_run_id, runner)
-               VALUES (%s, %s, %s, %s, %s, 'waiting', %s, %s, %s, %s, %s, %s, %s)""",
+                   source, file_uri, file_name, mapping, require_approval, dag_run_id, runner, requested_by)
+               VALUES (%s, %s, %s, %s, %s, 'waiting', %s, %s, %s, %s, %s, %s, %s, %s)""",
             (import_id, workspace_id, channel, tag_mode, complete_local_phones, source, file_uri, file_name,
-             json.dumps(mapping) if mapping else None, require_approval, dag_run_id, runner),
+             json.dumps(mapping) if mapping else None, require_approval, dag_run_id, runner, requested_by),
         )
     return import_id
 
@@ -102,16 +103,17 @@ def lock(conn, import_id: str, workspace_id: int | None = None) -> str:
     return row[0]
 
 
-def _filter(workspace_id: int | None, status: str | Sequence[str] | None) -> tuple[str, tuple]:
+def _filter(workspace_id: int | Sequence[int] | None, status: str | Sequence[str] | None) -> tuple[str, tuple]:
+    ids = [workspace_id] if isinstance(workspace_id, int) else None if workspace_id is None else list(workspace_id)
     wanted = [status] if isinstance(status, str) else list(status or ())
-    return ("(%s::bigint IS NULL OR i.workspace_id = %s) AND (%s::text[] IS NULL OR i.status = ANY(%s))",
-            (workspace_id, workspace_id, wanted or None, wanted or None))
+    return ("(%s::bigint[] IS NULL OR i.workspace_id = ANY(%s::bigint[])) AND (%s::text[] IS NULL OR i.status = ANY(%s))",
+            (ids, ids, wanted or None, wanted or None))
 
 
-def list_imports(conn, workspace_id: int | None = None, status: str | Sequence[str] | None = None,
+def list_imports(conn, workspace_id: int | Sequence[int] | None = None, status: str | Sequence[str] | None = None,
                  limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    """Imports newest first, of one workspace and in one or several statuses when given;
-    `limit` of them after skipping `offset` (a page)."""
+    """Imports newest first, of one workspace (or of several: a list of ids) and in one or
+    several statuses when given; `limit` of them after skipping `offset` (a page)."""
     where, values = _filter(workspace_id, status)
     with conn.cursor(cursor_factory=RealDictCursor) as cur:
         cur.execute(f"SELECT {_COLUMNS}, {_ORIGIN} FROM cdp.imports i JOIN cdp.workspaces w ON w.id = i.workspace_id"
@@ -120,7 +122,7 @@ def list_imports(conn, workspace_id: int | None = None, status: str | Sequence[s
         return [dict(r) for r in cur.fetchall()]
 
 
-def count_imports(conn, workspace_id: int | None = None, status: str | Sequence[str] | None = None) -> int:
+def count_imports(conn, workspace_id: int | Sequence[int] | None = None, status: str | Sequence[str] | None = None) -> int:
     """How many imports list_imports finds with these filters, on every page."""
     where, values = _filter(workspace_id, status)
     with conn.cursor() as cur:

@@ -31,14 +31,17 @@ def check_options(channel: str | None, tag_mode: str | None) -> None:
 
 
 def check_request(ctx: Context, *, workspace: str | None = None, channel: str | None = None,
-                  tag_mode: str | None = None, complete_local_phones: bool = False) -> None:
+                  tag_mode: str | None = None, complete_local_phones: bool = False,
+                  user: workspaces.User | None = None) -> None:
     """The options given so far: ValueError for a channel or tag mode no import can run
     with, or local numbers to complete in a workspace without a region; LookupError for
-    a workspace that does not exist."""
+    a workspace that does not exist, workspaces.NotAllowed for one `user` may not use
+    (None: an operator's request, trusted)."""
     check_options(channel, tag_mode)
     if workspace is not None:
         with db.transaction(ctx.cdp_url) as conn:
-            check_workspace_options(workspaces.get(conn, workspace), complete_local_phones)
+            ws = workspaces.get(conn, workspace) if user is None else workspaces.get_usable(conn, workspace, user)
+            check_workspace_options(ws, complete_local_phones)
 
 
 def check_workspace_options(ws: workspaces.Workspace, complete_local_phones: bool) -> None:
@@ -171,8 +174,9 @@ def create_import(ctx: Context, *, workspace: str, channel: str, tag_mode: str, 
 def record_upload(ctx: Context, *, import_id: str, stored: storage.UPath, sha256: str, file_name: str,
                   workspace: str, channel: str, tag_mode: str, mapping: dict | None = None,
                   require_approval: bool = False, complete_local_phones: bool = False, source: str = "api",
-                  dag_run_id: str | None = None, runner: str | None = None) -> str:
-    """Record an import whose file is already stored (`upload_path`) as waiting."""
+                  dag_run_id: str | None = None, runner: str | None = None, requested_by: str | None = None) -> str:
+    """Record an import whose file is already stored (`upload_path`) as waiting;
+    `requested_by`: the Airflow user the upload API checked the workspace's access for."""
     check_options(channel, tag_mode)
     with db.transaction(ctx.cdp_url) as conn:
         ws = workspaces.get(conn, workspace)
@@ -180,9 +184,36 @@ def record_upload(ctx: Context, *, import_id: str, stored: storage.UPath, sha256
         imports.create(conn, workspace_id=ws.id, channel=channel, tag_mode=tag_mode, file_uri=str(stored),
                        file_name=file_name, source=source, mapping=mapping, require_approval=require_approval,
                        complete_local_phones=complete_local_phones, import_id=import_id, dag_run_id=dag_run_id,
-                       runner=runner)
+                       runner=runner, requested_by=requested_by)
         imports.update(conn, import_id, file_sha256=sha256, work_dir=str(stored.parent))
     return import_id
+
+
+# Imports recorded by operators: a feed's workspace is named in include/feeds.yaml, the
+# CLI's by whoever runs it on the box with the CDP's credentials.
+TRUSTED_SOURCES = ("feed", "cli")
+
+
+def check_run(ctx: Context, import_id: str, user: str | None, workspace: str | None = None) -> None:
+    """Whether a DAG run that Airflow records as triggered by `user` may work on the import,
+    before anything reads its file. `workspace`: the trigger form's, whose import is not
+    recorded yet. A run knows its user by name only (Airflow keeps no roles on it), so the
+    workspace's access must name the user, unless the import was recorded by operators or
+    accepted by the upload API for this same user (the API checked name and roles).
+    A run with no user (scheduled: the feeds) is trusted. Raises workspaces.NotAllowed;
+    LookupError for a workspace that does not exist."""
+    if user is None:
+        return
+    with db.transaction(ctx.cdp_url) as conn:
+        if workspace is None:
+            try:
+                record = imports.get(conn, import_id)
+            except imports.ImportNotFound:
+                return  # nothing to work on: the first stage says so
+            if record["source"] in TRUSTED_SOURCES or record["requested_by"] == user:
+                return
+            workspace = record["workspace"]
+        workspaces.get_usable(conn, workspace, workspaces.User.of(user))
 
 
 def record_run(ctx: Context, import_id: str, dag_run_id: str) -> None:

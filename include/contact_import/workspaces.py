@@ -4,6 +4,10 @@ Applying the same file twice changes nothing; applying an edited file brings the
 workspace to exactly what the file says (stores, teammates' stores and attributes
 that the file no longer names are removed; teammates are deactivated, not deleted,
 so their history stays).
+
+Who may use a workspace is its file's `access` (docs/design.md#who-may-use-a-workspace):
+Airflow users by name and roles of Airflow's auth manager. The entry points resolve the
+caller (`User`); this module decides, in SQL, which workspaces that caller may use.
 """
 from __future__ import annotations
 
@@ -14,12 +18,40 @@ from typing import Any
 
 import yaml
 
+from .errors import Issue
+
 ROLES = ("admin", "agent", "sales_rep", "sales_manager")
 ATTRIBUTE_TYPES = ("text", "number", "date", "boolean", "select")
+ACCESS_KEYS = ("users", "roles")
+ADMIN_ROLE = "admin"  # Airflow's Admin role (SimpleAuthManager's ADMIN, FAB's Admin): every workspace
 
 
 class WorkspaceFileError(ValueError):
     pass
+
+
+class NotAllowed(PermissionError):
+    """The workspace exists and the caller may not use it (code workspace_not_allowed)."""
+
+    def __init__(self, user: str, workspace: str):
+        super().__init__(Issue("workspace_not_allowed", params={"user": user, "workspace": workspace}).message())
+
+
+@dataclass(frozen=True)
+class User:
+    """Who asks, as an entry point resolved them from Airflow's auth manager: the user's
+    name and role names (compared in lower case). The library never asks Airflow itself."""
+
+    name: str
+    roles: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, name: str, roles=()) -> "User":
+        return cls(name, frozenset(str(r).lower() for r in roles if r))
+
+    @property
+    def admin(self) -> bool:
+        return ADMIN_ROLE in self.roles
 
 
 @dataclass(frozen=True)
@@ -61,6 +93,14 @@ def _check(spec: Any, where: str) -> None:
         missing = set(map(str, t.get("stores") or [])) - store_codes
         if missing:
             raise WorkspaceFileError(f"{where}: teammate {t['email']} names unknown stores {sorted(missing)}")
+    access = spec.get("access")
+    if access is not None:
+        if not isinstance(access, dict) or set(access) - set(ACCESS_KEYS):
+            raise WorkspaceFileError(f"{where}: access must be a mapping of {' and '.join(ACCESS_KEYS)}")
+        for key in ACCESS_KEYS:
+            names = access.get(key) or []
+            if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+                raise WorkspaceFileError(f"{where}: access {key} must be a list of names")
     for a in spec.get("attributes") or []:
         if not a.get("key") or a.get("type") not in ATTRIBUTE_TYPES:
             raise WorkspaceFileError(f"{where}: attribute {a!r} needs a key and a type in {ATTRIBUTE_TYPES}")
@@ -73,15 +113,18 @@ def apply(conn, spec: dict[str, Any]) -> Workspace:
     _check(spec, spec.get("workspace", "workspace"))
     with conn.cursor() as cur:
         cur.execute(
-            """INSERT INTO cdp.workspaces (slug, name, omo_enabled, default_region)
-               VALUES (%s, %s, %s, %s)
+            """INSERT INTO cdp.workspaces (slug, name, omo_enabled, default_region, access_users, access_roles)
+               VALUES (%s, %s, %s, %s, %s, %s)
                ON CONFLICT (slug) DO UPDATE SET name = EXCLUDED.name,
                    omo_enabled = EXCLUDED.omo_enabled, default_region = EXCLUDED.default_region,
+                   access_users = EXCLUDED.access_users, access_roles = EXCLUDED.access_roles,
                    updated_at = now()
-               WHERE (cdp.workspaces.name, cdp.workspaces.omo_enabled, cdp.workspaces.default_region)
-                     IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.omo_enabled, EXCLUDED.default_region)""",
+               WHERE (cdp.workspaces.name, cdp.workspaces.omo_enabled, cdp.workspaces.default_region,
+                      cdp.workspaces.access_users, cdp.workspaces.access_roles)
+                     IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.omo_enabled, EXCLUDED.default_region,
+                                       EXCLUDED.access_users, EXCLUDED.access_roles)""",
             (spec["workspace"], spec.get("name") or spec["workspace"], bool(spec.get("omo")),
-             (spec.get("default_region") or None) and spec["default_region"].upper()),
+             (spec.get("default_region") or None) and spec["default_region"].upper(), *_access(spec)),
         )
         ws = get(conn, spec["workspace"])
         stores = spec.get("stores") or []
@@ -139,6 +182,45 @@ def apply(conn, spec: dict[str, Any]) -> Workspace:
         )
         cur.execute("DELETE FROM cdp.attribute_definitions WHERE workspace_id = %s AND NOT key = ANY(%s)",
                     (ws.id, [a["key"] for a in attributes]))
+    return ws
+
+
+def _access(spec: dict[str, Any]) -> tuple[list[str] | None, list[str] | None]:
+    """The file's access as stored: (users, roles), both None when the file has no `access`
+    (open); roles in lower case."""
+    access = spec.get("access")
+    if access is None:
+        return None, None
+    return (sorted({n.strip() for n in access.get("users") or []}),
+            sorted({n.strip().lower() for n in access.get("roles") or []}))
+
+
+# The one rule of who may use a workspace (alias w): open, or the caller is an admin, is
+# named, or has a named role.
+_MAY_USE = ("(w.access_users IS NULL OR %(admin)s OR %(user)s = ANY(w.access_users)"
+            " OR w.access_roles && %(roles)s::text[])")
+
+
+def _caller(user: User) -> dict[str, Any]:
+    return {"admin": user.admin, "user": user.name, "roles": sorted(user.roles)}
+
+
+def usable(conn, user: User) -> list[Workspace]:
+    """The workspaces `user` may use, by slug."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, slug, name, omo_enabled, default_region FROM cdp.workspaces w"
+                    f" WHERE {_MAY_USE} ORDER BY slug", _caller(user))
+        return [Workspace(*row) for row in cur.fetchall()]
+
+
+def get_usable(conn, slug: str, user: User) -> Workspace:
+    """The workspace `slug` if `user` may use it; LookupError when there is none, NotAllowed
+    when the user may not use it."""
+    ws = get(conn, slug)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {_MAY_USE} FROM cdp.workspaces w WHERE w.id = %(id)s", {**_caller(user), "id": ws.id})
+        if not cur.fetchone()[0]:
+            raise NotAllowed(user.name, slug)
     return ws
 
 

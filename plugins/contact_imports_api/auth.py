@@ -5,6 +5,9 @@ cookie) is checked by Airflow's auth manager. What a user may do follows what th
 do with the import DAG's runs: read them (GET) to list and read imports; trigger them
 (POST) to upload and cancel. A new import is a DAG run triggered through Airflow's REST
 API with the caller's token, so Airflow checks that too.
+
+Which workspaces a caller may use is the library's rule (contact_import.workspaces): this
+module hands it the user's name and roles as the auth manager gives them.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from contact_import import workspaces
 from contact_import.endpoints import IMPORT_DAG_ID
 
 bearer = HTTPBearer(auto_error=False, description="A JWT from Airflow's POST /auth/token; in a browser"
@@ -24,6 +28,21 @@ bearer = HTTPBearer(auto_error=False, description="A JWT from Airflow's POST /au
 class Caller:
     user: Any  # Airflow's BaseUser
     token: str  # passed on to Airflow's REST API
+
+    @property
+    def access(self) -> workspaces.User:
+        """The user as the workspaces' access sees them: the name Airflow records on the DAG
+        runs the user triggers, and the user's roles."""
+        return workspaces.User.of(self.user.get_name(), role_names(self.user))
+
+
+def role_names(user: Any) -> list[str]:
+    """The roles an auth manager's user has: SimpleAuthManager's user has one (`role`), FAB's
+    a list (`roles`, each with a `name`); a user of another auth manager has none here, so
+    only its name counts."""
+    names = [getattr(role, "name", role) for role in getattr(user, "roles", None) or ()]
+    role = getattr(user, "role", None)
+    return [str(n) for n in (*names, role) if n]
 
 
 async def caller(request: Request,

@@ -187,8 +187,10 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 ERROR_CODES = {
     401: "No valid Airflow token (Authorization: Bearer, or the Airflow UI's session cookie).",
-    403: f"Airflow does not let the caller read (GET) or trigger (POST) runs of DAG {IMPORT_DAG_ID}.",
-    404: "No such import, workspace or channel, or the import has no such report.",
+    403: f"Airflow does not let the caller read (GET) or trigger (POST) runs of DAG {IMPORT_DAG_ID}, or the"
+         " caller may not use the workspace the request names (the workspace file's `access`).",
+    404: "No such import (an import in a workspace the caller may not use is answered the same), workspace"
+         " or channel, or the import has no such report.",
     409: "The import already ended.",
     413: "The file is larger than CONTACT_IMPORT_MAX_UPLOAD_MB.",
     415: "The body is not multipart/form-data.",

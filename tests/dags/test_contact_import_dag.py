@@ -86,6 +86,66 @@ def test_dag_test_runs_an_import_from_the_trigger_form_params(dag, cdp_url, demo
     assert len(exported(cdp_url)) == 6
 
 
+def restricted_workspace(cdp_url, users: list[str]) -> None:
+    """Workspace acme, set up like demo, used only by `users` (and admins)."""
+    from contact_import import workspaces
+
+    spec = workspaces.load_file(EXAMPLES / "demo-workspace.yaml")
+    spec.update(workspace="acme", access={"users": users})
+    with db.transaction(cdp_url) as conn:
+        workspaces.apply(conn, spec)
+
+
+def first_task_failure(run, capfd) -> list[str]:
+    (ti,) = [ti for ti in run.get_task_instances() if ti.task_id == "detect_encoding"]
+    assert run.state == "failed" and ti.state == "failed"
+    output = capfd.readouterr()
+    return [line for line in (output.out + output.err).splitlines() if "AirflowFailException:" in line]
+
+
+def test_a_trigger_form_run_for_a_workspace_its_user_may_not_use_fails_before_reading_the_file(
+        dag, cdp_url, demo_workspace, airflow_on_cdp, capfd):
+    """dag.test() records its runs as triggered by user `dag_test`, whom acme does not name:
+    the first task fails, nothing is recorded and the file is not copied."""
+    from tests.helpers import ctx
+
+    restricted_workspace(cdp_url, ["alice"])
+    before, stored = table_counts(cdp_url), set((ctx(cdp_url).storage.base / "imports").glob("*"))
+    run = dag.test(run_conf={**UI_FORM, "workspace": "acme", "file": str(SAMPLE)})
+    assert first_task_failure(run, capfd) == [
+        "airflow.sdk.exceptions.AirflowFailException: The Airflow user 'dag_test' may not use the workspace"
+        " 'acme'; its workspace file's access names who may."]
+    assert table_counts(cdp_url) == before
+    assert set((ctx(cdp_url).storage.base / "imports").glob("*")) == stored
+
+
+def test_a_run_of_an_upload_accepted_for_another_user_fails_its_import_unread(dag, cdp_url, demo_workspace,
+                                                                               airflow_on_cdp, capfd):
+    """An import the upload API accepted for alice, run by a user acme does not name (a run
+    triggered by hand naming alice's import): the import ends failed, its file unread.
+    Imports the operators recorded (CLI, feeds) run whoever triggers them."""
+    from contact_import import intake
+    from tests.helpers import ctx
+
+    restricted_workspace(cdp_url, ["alice"])
+    import_id = intake.create_import(ctx(cdp_url), workspace="acme", channel="line", tag_mode="append",
+                                     file=str(SAMPLE), source="api")
+    with db.transaction(cdp_url) as conn:
+        imports.update(conn, import_id, requested_by="alice")
+    run = dag.test(run_conf={**UI_FORM, "workspace": "acme", "file": "", "import_id": import_id})
+    (failure,) = first_task_failure(run, capfd)
+    assert "may not use the workspace 'acme'" in failure
+    with db.transaction(cdp_url) as conn:
+        record = imports.get(conn, import_id)
+    assert record["status"] == statuses.FAILED and record["encoding"] is None and record["total_rows"] is None
+    assert "The Airflow user 'dag_test' may not use the workspace 'acme'" in record["message"]
+
+    by_operator = intake.create_import(ctx(cdp_url), workspace="acme", channel="line", tag_mode="append",
+                                       file=str(SAMPLE), source="cli")
+    run = dag.test(run_conf={**UI_FORM, "workspace": "acme", "file": "", "import_id": by_operator})
+    assert run.state == "success"
+
+
 def test_a_task_with_no_cdp_database_configured_fails_with_one_clear_line(dag, cdp_url, demo_workspace,
                                                                         airflow_on_cdp, monkeypatch, capfd):
     """No connection cdp_default: the first task fails at once and writes nowhere, not even to

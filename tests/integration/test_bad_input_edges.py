@@ -341,9 +341,7 @@ def upload_api(cdp_url, demo_workspace, monkeypatch):
     monkeypatch.setattr(routes.airflow_client, "trigger", airflow.trigger)
     monkeypatch.setattr(routes.airflow_client, "fail_run", airflow.fail_run)
     monkeypatch.setattr(routes.runs, "triggering_users", airflow.triggering_users)
-    caller = routes.auth.Caller(user=None, token="a-token")
-    routes.app.dependency_overrides[routes.auth.reader] = lambda: caller
-    routes.app.dependency_overrides[routes.auth.writer] = lambda: caller
+    routes.act_as(routes.airflow_user())
     routes.app.dependency_overrides[routes.cdp.cdp_context] = lambda: ctx(cdp_url)
     server = FastAPI()
     server.mount(PLUGIN_PREFIX, routes.app)

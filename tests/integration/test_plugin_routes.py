@@ -88,11 +88,23 @@ def airflow(monkeypatch):
     return stand_in
 
 
-@pytest.fixture
-def api(cdp_url, demo_workspace, airflow):
-    caller = auth.Caller(user=None, token="a-token")
+def airflow_user(name: str = "alice", role: str | None = "user") -> auth.Caller:
+    """A caller as Airflow's SimpleAuthManager authenticates them (role `user` may read and
+    trigger DAG runs); whether Airflow lets them use the import DAG is taken as given."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return auth.Caller(user=SimpleAuthManagerUser(username=name, role=role), token="a-token")
+
+
+def act_as(caller: auth.Caller) -> None:
+    """The routes' caller from here on."""
     app.dependency_overrides[auth.reader] = lambda: caller
     app.dependency_overrides[auth.writer] = lambda: caller
+
+
+@pytest.fixture
+def api(cdp_url, demo_workspace, airflow):
+    act_as(airflow_user())
     app.dependency_overrides[cdp.cdp_context] = lambda: ctx(cdp_url)
     server = FastAPI()
     server.mount(PLUGIN_PREFIX, app)
@@ -229,7 +241,7 @@ def test_lists_filter_by_workspace_and_status_newest_first_a_page_at_a_time(api,
     assert api.get(f"{API}/imports", params={"offset": -1}).status_code == 422
     unknown = api.get(f"{API}/imports", params={"workspace": "nope"})
     assert unknown.status_code == 404
-    assert unknown.json()["detail"] == "no workspace 'nope': the workspaces are acme, demo (GET /workspaces lists them)"
+    assert unknown.json()["detail"] == "no workspace 'nope': the workspaces you may use are acme, demo (GET /workspaces lists them)"
     assert api.get(f"{API}/imports/00000000-0000-0000-0000-000000000000").status_code == 404
     assert api.get(f"{API}/imports/not-a-uuid").status_code == 404
 
@@ -271,7 +283,7 @@ def test_the_workspaces_are_listed_for_choosing_one(api, cdp_url):
 def test_an_unknown_workspace_names_the_ones_there_are_and_no_command_line(api, airflow):
     refused = upload(api, csv_bytes(1), workspace="nope")
     assert refused.status_code == 422
-    assert refused.json()["detail"] == "no workspace 'nope': the workspaces are demo (GET /workspaces lists them)"
+    assert refused.json()["detail"] == "no workspace 'nope': the workspaces you may use are demo (GET /workspaces lists them)"
     assert "contact-import" not in refused.text and airflow.triggered == []
     template = api.get(f"{API}/templates/line.csv", params={"workspace": "nope"})
     assert template.status_code == 404 and "contact-import" not in template.text

@@ -1,7 +1,9 @@
 """The imports: upload a file (one import, one DAG run), list and read imports, read a
 rejected file's error report, cancel. Database and storage work runs in FastAPI's thread
 pool: plain `def` routes, and run_in_threadpool for the upload, whose body streams in on
-the event loop. Reading never changes an import (sweep.py reconciles with Airflow)."""
+the event loop. Reading never changes an import (sweep.py reconciles with Airflow).
+An import in a workspace the caller may not use is answered as missing (404), a workspace
+the caller names and may not use with 403 (docs/design.md#who-may-use-a-workspace)."""
 from __future__ import annotations
 
 import json
@@ -27,7 +29,7 @@ from .. import airflow_client, runs, uploads
 from ..auth import Caller, Reader, Writer
 from ..cdp import CDP
 from ..schemas import Import, ImportList, Status, errors
-from .workspaces import unknown_workspace
+from .workspaces import not_allowed, unknown_workspace, workspace_for
 
 router = APIRouter(tags=["imports"])
 
@@ -61,13 +63,21 @@ UPLOAD_FORM = {  # the multipart body upload() parses itself, for the OpenAPI do
 }
 
 
-def read_import(ctx: Context, import_id: str) -> dict[str, Any]:
-    """An import as the API shows it; 404 when there is none."""
+def stored_record(ctx: Context, import_id: str, who: Caller) -> dict[str, Any]:
+    """The import's row (with its storage folder); 404 when there is none, or when it is in
+    a workspace `who` may not use: such an import is indistinguishable from a missing one."""
     with db.transaction(ctx.cdp_url) as conn:
         try:
-            return imports.summary(imports.get(conn, import_id))
-        except imports.ImportNotFound:
+            record = imports.get(conn, import_id)
+            workspaces.get_usable(conn, record["workspace"], who.access)
+        except (imports.ImportNotFound, workspaces.NotAllowed):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no import {import_id}") from None
+    return record
+
+
+def read_import(ctx: Context, import_id: str, who: Caller) -> dict[str, Any]:
+    """An import as the API shows it; 404 as stored_record."""
+    return summaries([stored_record(ctx, import_id, who)])[0]
 
 
 ImportId = Annotated[str, PathParam(description="The import's id (a UUID).")]
@@ -138,15 +148,6 @@ def summaries(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [imports.summary(record, ended) for record in records]
 
 
-def _stored_record(ctx: Context, import_id: str) -> dict[str, Any]:
-    """The import's row (with its storage folder); 404 when there is none."""
-    with db.transaction(ctx.cdp_url) as conn:
-        try:
-            return imports.get(conn, import_id)
-        except imports.ImportNotFound:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no import {import_id}") from None
-
-
 def _csv(content: bytes, name: str, lang: str) -> Response:
     return Response(content, media_type="text/csv; charset=utf-8",
                     headers={"Content-Language": lang, "Content-Disposition": f'attachment; filename="{name}"'})
@@ -176,12 +177,15 @@ def _options(form: uploads.Form) -> dict[str, Any]:
 
 
 @contextmanager
-def _options_refused(ctx: Context, workspace: str | None) -> Iterator[None]:
-    """Options no import can run with are a 422 naming them."""
+def _options_refused(ctx: Context, workspace: str | None, who: Caller) -> Iterator[None]:
+    """Options no import can run with are a 422 naming them; a workspace the caller may
+    not use, 403."""
     try:
         yield
+    except workspaces.NotAllowed as exc:
+        raise not_allowed(exc) from None
     except LookupError:  # no such workspace (the library's message points to its CLI; a web user has none)
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, unknown_workspace(ctx, workspace)) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, unknown_workspace(ctx, workspace, who)) from None
     except ValueError as exc:  # no such channel or tag mode
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
@@ -195,25 +199,26 @@ class _Refused(Exception):
         self.issues = issues
 
 
-def _check_fields(ctx: Context, fields: dict[str, str]) -> None:
+def _check_fields(ctx: Context, who: Caller, fields: dict[str, str]) -> None:
     """The options sent before the file, checked before the file streams in."""
-    with _options_refused(ctx, fields.get("workspace")):
+    with _options_refused(ctx, fields.get("workspace"), who):
         intake.check_request(ctx, workspace=fields.get("workspace") or None, channel=fields.get("channel") or None,
                              tag_mode=fields.get("tag_mode") or None,
-                             complete_local_phones=_flag(fields.get("complete_local_phones")))
+                             complete_local_phones=_flag(fields.get("complete_local_phones")), user=who.access)
 
 
-def _check_and_record(ctx: Context, import_id: str, form: uploads.Form, options: dict[str, Any]) -> None:
-    with _options_refused(ctx, options["workspace"]):
+def _check_and_record(ctx: Context, who: Caller, import_id: str, form: uploads.Form, options: dict[str, Any]) -> None:
+    with _options_refused(ctx, options["workspace"], who):
         intake.check_request(ctx, workspace=options["workspace"], channel=options["channel"],
-                             tag_mode=options["tag_mode"], complete_local_phones=options["complete_local_phones"])
+                             tag_mode=options["tag_mode"], complete_local_phones=options["complete_local_phones"],
+                             user=who.access)
     issues = intake.check_file(ctx, form.stored, workspace=options["workspace"], channel=options["channel"],
                                mapping=options["mapping"])
     if issues:
         raise _Refused(status.HTTP_422_UNPROCESSABLE_CONTENT, issues)
-    with _options_refused(ctx, options["workspace"]):
+    with _options_refused(ctx, options["workspace"], who):
         intake.record_upload(ctx, import_id=import_id, stored=form.stored, sha256=form.sha256,
-                             file_name=form.file_name, source="api", **options)
+                             file_name=form.file_name, source="api", requested_by=who.access.name, **options)
 
 
 def _refusal(refused: _Refused, lang: str) -> JSONResponse:
@@ -236,7 +241,7 @@ def _start_run(ctx: Context, base: str, who: Caller, import_id: str, conf: dict[
             statuses.end(conn, import_id, statuses.FAILED, f"could not start the DAG run: {exc.detail}")
         raise
     intake.record_run(ctx, import_id, run["dag_run_id"])
-    return read_import(ctx, import_id)
+    return read_import(ctx, import_id, who)
 
 
 class FileIssue(BaseModel):
@@ -283,14 +288,14 @@ async def upload(request: Request, who: Writer, ctx: CDP) -> Any:
             form = await uploads.receive_form(
                 request, lambda name: intake.upload_path(ctx, import_id, name),
                 config.max_upload_mb() * 2**20, config.max_unpacked_mb() * 2**20,
-                before_file=lambda fields: _check_fields(ctx, fields))
+                before_file=lambda fields: _check_fields(ctx, who, fields))
         except uploads.UploadTooLarge as exc:
             raise _Refused(status.HTTP_413_CONTENT_TOO_LARGE,
                            [Issue(exc.code, params={"limit": exc.limit // 2**20})]) from None
         except ImportFileError as exc:  # a compressed file that cannot be unpacked
             raise _Refused(status.HTTP_422_UNPROCESSABLE_CONTENT, [exc.issue]) from None
         options = _options(form)
-        await run_in_threadpool(_check_and_record, ctx, import_id, form, options)
+        await run_in_threadpool(_check_and_record, ctx, who, import_id, form, options)
     except BaseException as exc:
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(_discard, ctx, import_id)
@@ -314,15 +319,14 @@ def list_imports(request: Request, who: Reader, ctx: CDP,
                  offset: Annotated[int, Query(ge=0, description="Skip this many of the newest first (the"
                                                                 " pages before).")] = 0,
                  ) -> dict[str, Any]:
+    """Only imports of the workspaces the caller may use; 403 for a `workspace` they may not use."""
     with db.transaction(ctx.cdp_url) as conn:
-        workspace_id = None
         if workspace:
-            try:
-                workspace_id = workspaces.get(conn, workspace).id
-            except LookupError:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, unknown_workspace(ctx, workspace)) from None
-        total = imports.count_imports(conn, workspace_id, status_)
-        records = imports.list_imports(conn, workspace_id, status_, limit, offset) if offset < total else []
+            workspace_ids = [workspace_for(conn, ctx, workspace, who, status.HTTP_404_NOT_FOUND).id]
+        else:
+            workspace_ids = [w.id for w in workspaces.usable(conn, who.access)]
+        total = imports.count_imports(conn, workspace_ids, status_)
+        records = imports.list_imports(conn, workspace_ids, status_, limit, offset) if offset < total else []
     return {"imports": present_all(request, who, summaries(records)),
             "total": total, "offset": offset, "limit": limit}
 
@@ -333,7 +337,7 @@ def list_imports(request: Request, who: Reader, ctx: CDP,
                         " (`dag_paused`): its run starts only once the DAG is unpaused.",
             responses=errors(401, 403, 404, 503))
 def get_import(import_id: ImportId, request: Request, who: Reader, ctx: CDP) -> dict[str, Any]:
-    return present_all(request, who, summaries([_stored_record(ctx, import_id)]))[0]
+    return present_all(request, who, [read_import(ctx, import_id, who)])[0]
 
 
 @router.get("/imports/{import_id}/errors.csv", summary="The error report of a rejected file",
@@ -342,7 +346,7 @@ def get_import(import_id: ImportId, request: Request, who: Reader, ctx: CDP) -> 
                                                 **errors(401, 403, 404, 503)})
 def error_report(import_id: ImportId, request: Request, who: Reader, ctx: CDP) -> Response:
     """Messages in English or Traditional Chinese, by the request's Accept-Language."""
-    record = read_import(ctx, import_id)
+    record = read_import(ctx, import_id, who)
     if not record.get("error_report"):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"import {import_id} has no error report")
     lang = normalise_lang(request.headers.get("accept-language"))
@@ -361,7 +365,7 @@ def warnings_report(import_id: ImportId, who: Reader, ctx: CDP) -> Response:
     """The rows counted in `warnings` (profile_shared, identity_conflict, ...), imported
     anyway: the preview's while the import awaits approval, the import's own once it
     completed. 404 when it has none."""
-    record = _stored_record(ctx, import_id)
+    record = stored_record(ctx, import_id, who)
     if record["status"] not in WARNINGS_REPORTED or not record.get("work_dir"):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"import {import_id} has no warnings report")
     report = ctx.storage.path(record["work_dir"]) / WARNINGS
@@ -378,7 +382,7 @@ def warnings_report(import_id: ImportId, who: Reader, ctx: CDP) -> Response:
 def data_docs(import_id: ImportId, who: Reader, ctx: CDP) -> Response:
     """Served sandboxed: the page shows values from the uploaded file, and in a sandbox its
     scripts run in an origin of their own, without the Airflow session."""
-    record = read_import(ctx, import_id)
+    record = read_import(ctx, import_id, who)
     page = ctx.storage.path(record["data_docs"]) if record.get("data_docs") else None
     if page is None or not page.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"import {import_id} has no Great Expectations page")
@@ -393,6 +397,7 @@ def cancel(import_id: ImportId, request: Request, who: Writer, ctx: CDP) -> dict
     """The import ends `cancelled` and its DAG run is marked failed: a waiting run never
     starts; a running one is stopped by Airflow and keeps the chunks it committed. 409
     once the import has ended."""
+    stored_record(ctx, import_id, who)  # 404 for an import the caller may not see
     with db.transaction(ctx.cdp_url) as conn:
         try:
             statuses.change(conn, import_id, statuses.CANCELLED, message=CANCEL_MESSAGE)
@@ -403,4 +408,4 @@ def cancel(import_id: ImportId, request: Request, who: Writer, ctx: CDP) -> dict
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     if dag_run_id:
         airflow_client.fail_run(airflow_client.base_url(request), who, dag_run_id)
-    return present_all(request, who, [read_import(ctx, import_id)])[0]
+    return present_all(request, who, [read_import(ctx, import_id, who)])[0]

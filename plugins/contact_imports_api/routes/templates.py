@@ -11,6 +11,7 @@ from contact_import.channels import CHANNELS, TAG_MODES
 from ..auth import Reader
 from ..cdp import CDP
 from ..schemas import errors
+from .workspaces import workspace_for
 
 router = APIRouter(tags=["templates"])
 
@@ -25,7 +26,8 @@ def template(channel: Annotated[str, Path(description="The channel whose User ID
                                                         " tags to add) or `overwrite` (the complete tag list;"
                                                         " an empty cell removes every tag).",
                                             json_schema_extra={"enum": list(TAG_MODES)})] = "append",
-             workspace: Annotated[str | None, Query(description="Adds this workspace's attributes as columns.")]
+             workspace: Annotated[str | None, Query(description="Adds this workspace's attributes as columns"
+                                                                " (403 for one the caller may not use).")]
              = None) -> Response:
     if channel not in CHANNELS:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no channel {channel!r}; channels: {', '.join(CHANNELS)}")
@@ -33,10 +35,7 @@ def template(channel: Annotated[str, Path(description="The channel whose User ID
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"tag_mode must be one of {', '.join(TAG_MODES)}")
     if workspace:
         with db.transaction(ctx.cdp_url) as conn:
-            try:
-                ws = workspaces.get(conn, workspace)
-            except LookupError:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no workspace {workspace!r}") from None
+            ws = workspace_for(conn, ctx, workspace, who, status.HTTP_404_NOT_FOUND)
             text = sample_file.render(channel, tag_mode, ws, workspaces.attributes(conn, ws.id))
     else:
         text = sample_file.render(channel, tag_mode)
