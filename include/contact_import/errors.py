@@ -131,3 +131,10 @@ CODES.update({
     "too_many_columns": (ERROR, "The header has more than {limit} columns; keep only the columns to import.", "標題列超過 {limit} 個欄位，請只保留要匯入的欄位。"),
     "workbook_too_large": (ERROR, "The workbook needs more than {limit} MiB of memory to read (its cells or shared strings expand to that much); save its first sheet as CSV UTF-8 and upload that.", "讀取此活頁簿需要超過 {limit} MiB 的記憶體（儲存格或共用字串展開後過大），請將第一個工作表另存為 CSV UTF-8 後再上傳。"),
 })
+
+# Faults of the parts, not of the file (docs/operations.md#faults): a step that meets one
+# fails with the code's message and Airflow retries it; nothing of the file is rejected.
+CODES.update({
+    "storage_full": (ERROR, "No space is left where the import's files are written ({detail}); nothing was imported. Free some space, then upload the file again.", "存放匯入檔案的空間已滿（{detail}），未匯入任何資料。請釋出空間後重新上傳檔案。"),
+    "storage_unavailable": (ERROR, "The import's file storage could not be reached ({detail}); nothing of this step was kept. Airflow retries the step; if it still fails, upload the file again later.", "無法連線至匯入檔案的儲存空間（{detail}），此步驟的結果未保留。Airflow 會重試此步驟；若仍失敗，請稍後重新上傳檔案。"),
+})
