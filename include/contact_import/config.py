@@ -67,3 +67,11 @@ def max_unpacked_mb() -> int:
     default twice the upload limit: compressing is how a file over the upload limit gets
     in, within a bound the workers' disks and the DAG's memory can take."""
     return int(os.environ.get("CONTACT_IMPORT_MAX_UNPACKED_MB") or 2 * max_upload_mb())
+
+
+def airflow_api_timeout() -> float:
+    """Seconds the upload API gives one call of Airflow's REST API that acts (a trigger, a
+    cancel), its repeats included; a read that only adds a hint gets a third of it. On a
+    busy API server (one worker, serving this API too) a call may never be answered: the
+    answer then degrades (docs/operations.md#faults) instead of waiting."""
+    return float(os.environ.get("CONTACT_IMPORT_AIRFLOW_TIMEOUT") or 10)

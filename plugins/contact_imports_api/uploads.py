@@ -59,18 +59,22 @@ class _StoredFile:
         return self.path.open("wb")
 
     def apply(self, operations: list[tuple[str, Any]]) -> None:
+        """Raises StorageFault (storage_full) when the storage has no room for the file."""
         try:
-            for kind, value in operations:
-                if kind == "open":
-                    self.unpacker = unpacking.Unpacker(value, self._open, self.max_unpacked,
-                                                       storage.scratch_root())
-                elif kind == "data":
-                    self.unpacker.write(value)
-                else:
-                    self.finished = True
-                    self.unpacker.finish()
+            with storage.faults("storing the upload"):
+                self._apply(operations)
         except unpacking.UnpackedTooLarge as exc:
             raise UploadTooLarge("unpacked_too_large", exc.limit) from None
+
+    def _apply(self, operations: list[tuple[str, Any]]) -> None:
+        for kind, value in operations:
+            if kind == "open":
+                self.unpacker = unpacking.Unpacker(value, self._open, self.max_unpacked, storage.scratch_root())
+            elif kind == "data":
+                self.unpacker.write(value)
+            else:
+                self.finished = True
+                self.unpacker.finish()
 
     def abort(self) -> None:
         if self.unpacker is not None:

@@ -5,6 +5,7 @@ the event loop. Reading never changes an import (sweep.py reconciles with Airflo
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from contextlib import contextmanager
 from typing import Annotated, Any, Iterator
@@ -29,6 +30,7 @@ from ..cdp import CDP
 from ..schemas import Import, ImportList, Status, errors
 from .workspaces import unknown_workspace
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["imports"])
 
 CANCEL_MESSAGE = "cancelled through the API"
@@ -98,9 +100,10 @@ def _message(record: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def present(request: Request, record: dict[str, Any], dag_paused: bool | None,
-            triggered_by: str | None = None) -> dict[str, Any]:
+            triggered_by: str | None = None, airflow_unavailable: bool = False) -> dict[str, Any]:
     """An import summary as this API answers it (schemas.Import): reports as URLs of this
-    API, never where storage keeps them; `dag_paused` only for a waiting import with a DAG run."""
+    API, never where storage keeps them; `dag_paused` only for a waiting import with a DAG
+    run; `airflow_unavailable` when Airflow was to be asked something and could not be."""
     path = f"/imports/{record['id']}"
     waiting = record["status"] == statuses.WAITING and record.get("dag_run_id")
     return {
@@ -112,18 +115,26 @@ def present(request: Request, record: dict[str, Any], dag_paused: bool | None,
         "message": _message(record),
         "dag_paused": dag_paused if waiting else None,
         "triggered_by": triggered_by,
+        "airflow_unavailable": airflow_unavailable,
     }
 
 
 def present_all(request: Request, who: Caller, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Imports as this API answers them; Airflow is asked whether the import DAG is paused
     once, and only when one of them waits for its DAG run, and who triggered their runs
-    in one read of its database."""
-    paused = None
+    in one read of its database. When Airflow cannot be asked, the imports are answered as
+    stored, saying so (docs/operations.md#faults)."""
+    paused, unavailable = None, False
     if any(r["status"] == statuses.WAITING and r.get("dag_run_id") for r in records):
-        paused = airflow_client.dag_paused(airflow_client.base_url(request), who)
+        try:
+            paused = airflow_client.dag_paused(airflow_client.base_url(request), who)
+        except airflow_client.AirflowUnavailable as exc:
+            log.warning("answering the imports as stored: %s", exc)
+            unavailable = True
     users = runs.triggering_users(r.get("dag_run_id") for r in records)
-    return [present(request, r, paused, users.get(r.get("dag_run_id"))) for r in records]
+    if users is None:
+        users, unavailable = {}, True
+    return [present(request, r, paused, users.get(r.get("dag_run_id")), unavailable) for r in records]
 
 
 def _stored_record(ctx: Context, import_id: str) -> dict[str, Any]:
@@ -214,13 +225,21 @@ def _discard(ctx: Context, import_id: str) -> None:
 
 
 def _start_run(ctx: Context, base: str, who: Caller, import_id: str, conf: dict[str, Any]) -> dict[str, Any]:
-    """Trigger the import's DAG run; a trigger Airflow refused ends the import failed."""
+    """Trigger the import's DAG run; a trigger Airflow refused or did not answer ends the
+    import failed (a run Airflow started all the same stops at its first task, which finds
+    the import ended), so no import waits for a run that may never come."""
     try:
         run = airflow_client.trigger(base, who, conf)
     except HTTPException as exc:
         with db.transaction(ctx.cdp_url) as conn:
             statuses.end(conn, import_id, statuses.FAILED, f"could not start the DAG run: {exc.detail}")
         raise
+    except airflow_client.AirflowUnavailable as exc:
+        with db.transaction(ctx.cdp_url) as conn:
+            statuses.end(conn, import_id, statuses.FAILED, f"could not start the DAG run: {exc}")
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"the file was not imported: {exc}. Import {import_id} is recorded failed;"
+                            " upload the file again in a moment.") from None
     intake.record_run(ctx, import_id, run["dag_run_id"])
     return read_import(ctx, import_id)
 
@@ -248,7 +267,7 @@ class FileRefused(BaseModel):
 @router.post("/imports", status_code=status.HTTP_202_ACCEPTED, response_model=Import,
              summary="Upload a file: one import, one DAG run", response_description="The new import, waiting.",
              openapi_extra={"requestBody": UPLOAD_FORM},
-             responses={**errors(401, 403, 415, 502, 503),
+             responses={**errors(401, 403, 415, 502, 503, 507),
                         413: {"model": FileRefused, "description": "The file is larger than"
                               " CONTACT_IMPORT_MAX_UPLOAD_MB as sent (file_too_large: compress it, or split it),"
                               " or than CONTACT_IMPORT_MAX_UNPACKED_MB unpacked (unpacked_too_large)."},
@@ -261,7 +280,8 @@ async def upload(request: Request, who: Writer, ctx: CDP) -> Any:
     one file: it is unpacked as it arrives. What the file's first bytes and header decide
     (encoding, a table at all, the columns, the channel's User ID column) is answered at
     once with 422 and the error codes the DAG uses; the DAG checks everything again. The
-    import is `waiting` until its DAG run starts. Nothing is kept of a refused upload."""
+    import is `waiting` until its DAG run starts. Nothing is kept of a refused upload.
+    When Airflow gives no answer to the trigger in time: 503, the import recorded failed."""
     import_id = str(uuid.uuid4())
     lang = normalise_lang(request.headers.get("accept-language"))
     try:
@@ -282,6 +302,8 @@ async def upload(request: Request, who: Writer, ctx: CDP) -> Any:
             await run_in_threadpool(_discard, ctx, import_id)
         if isinstance(exc, _Refused):
             return _refusal(exc, lang)
+        if isinstance(exc, storage.StorageFault):  # no room for the file, or for checking it
+            raise HTTPException(status.HTTP_507_INSUFFICIENT_STORAGE, advised_message(exc.issue, lang)) from None
         raise
     conf = {**options, "mapping": options["mapping"] or {}, "file": str(form.stored), "import_id": import_id}
     started = await run_in_threadpool(_start_run, ctx, airflow_client.base_url(request), who, import_id, conf)
@@ -316,7 +338,8 @@ def list_imports(request: Request, who: Reader, ctx: CDP,
 @router.get("/imports/{import_id}", response_model=Import,
             summary="One import: status, progress, counts, warnings, reports", response_description="The import.",
             description=f"A waiting import says whether DAG `{IMPORT_DAG_ID}` is paused in Airflow"
-                        " (`dag_paused`): its run starts only once the DAG is unpaused.",
+                        " (`dag_paused`): its run starts only once the DAG is unpaused. When Airflow does not"
+                        " answer in time, the import is answered as stored with `airflow_unavailable` true.",
             responses=errors(401, 403, 404, 503))
 def get_import(import_id: ImportId, request: Request, who: Reader, ctx: CDP) -> dict[str, Any]:
     return present_all(request, who, [read_import(ctx, import_id)])[0]
@@ -378,7 +401,10 @@ def data_docs(import_id: ImportId, who: Reader, ctx: CDP) -> Response:
 def cancel(import_id: ImportId, request: Request, who: Writer, ctx: CDP) -> dict[str, Any]:
     """The import ends `cancelled` and its DAG run is marked failed: a waiting run never
     starts; a running one is stopped by Airflow and keeps the chunks it committed. 409
-    once the import has ended."""
+    once the import has ended. When Airflow cannot be asked to mark the run failed, the
+    import is cancelled all the same and the answer says `airflow_unavailable`: the run
+    ends when it next checks its import (as validation starts and ends, after each chunk
+    of the upsert, as the import would complete)."""
     with db.transaction(ctx.cdp_url) as conn:
         try:
             statuses.change(conn, import_id, statuses.CANCELLED, message=CANCEL_MESSAGE)
@@ -387,6 +413,11 @@ def cancel(import_id: ImportId, request: Request, who: Writer, ctx: CDP) -> dict
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no import {import_id}") from None
         except statuses.IllegalTransition as exc:  # AlreadyFinished
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    unavailable = False
     if dag_run_id:
-        airflow_client.fail_run(airflow_client.base_url(request), who, dag_run_id)
-    return present(request, read_import(ctx, import_id), None)
+        try:
+            airflow_client.fail_run(airflow_client.base_url(request), who, dag_run_id)
+        except airflow_client.AirflowUnavailable as exc:  # the run stops at its next step (docstring)
+            log.warning("import %s is cancelled, its DAG run not yet marked failed: %s", import_id, exc)
+            unavailable = True
+    return present(request, read_import(ctx, import_id), None, airflow_unavailable=unavailable)
