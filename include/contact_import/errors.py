@@ -136,5 +136,5 @@ CODES.update({
 # fails with the code's message and Airflow retries it; nothing of the file is rejected.
 CODES.update({
     "storage_full": (ERROR, "No space is left where the import's files are written ({detail}); nothing was imported. Free some space, then upload the file again.", "存放匯入檔案的空間已滿（{detail}），未匯入任何資料。請釋出空間後重新上傳檔案。"),
-    "storage_unavailable": (ERROR, "The import's file storage could not be reached ({detail}); nothing of this step was kept. Airflow retries the step; if it still fails, upload the file again later.", "無法連線至匯入檔案的儲存空間（{detail}），此步驟的結果未保留。Airflow 會重試此步驟；若仍失敗，請稍後重新上傳檔案。"),
+    "storage_unavailable": (ERROR, "The import's file storage could not be reached ({detail}); nothing half-written was kept. Try again once it is back.", "無法連線至匯入檔案的儲存空間（{detail}），未保留任何寫到一半的檔案。請待其恢復後再試一次。"),
 })

@@ -44,13 +44,13 @@ class StorageFault(Exception):
 
 
 @contextmanager
-def faults(what: str, remote: bool = False) -> Iterator[None]:
+def faults(what: str, remote: bool = False, passed_on: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """Storage's errors while doing `what` as StorageFault: no room, anywhere; and with
     `remote`, any other error but a missing file (refused, timed out, a 5xx: fsspec
-    backends raise their own kinds)."""
+    backends raise their own kinds) or one of `passed_on` (the caller's own)."""
     try:
         yield
-    except StorageFault:
+    except (StorageFault, *passed_on):
         raise
     except OSError as exc:
         if exc.errno in FULL:

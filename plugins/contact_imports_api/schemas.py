@@ -189,7 +189,8 @@ ERROR_CODES = {
     503: f"No CDP database (the Airflow connection {CONNECTION_ID} is not defined, or Airflow's database could not"
          " be read to find it); for an upload also: Airflow's"
          " REST API gave no answer in time (CONTACT_IMPORT_AIRFLOW_TIMEOUT), so the import was not started: it is"
-         " recorded failed and the file is to be uploaded again.",
+         " recorded failed and the file is to be uploaded again; or object storage could not be reached while the"
+         " file streamed in (storage_unavailable), and nothing was kept.",
     507: "No space is left where uploads are stored (storage_full): nothing was kept; upload again once there is.",
 }
 

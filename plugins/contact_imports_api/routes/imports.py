@@ -221,7 +221,11 @@ def _refusal(refused: _Refused, lang: str) -> JSONResponse:
 
 
 def _discard(ctx: Context, import_id: str) -> None:
-    storage.remove_tree(ctx.storage.import_folder(import_id))
+    """Best effort: storage out of reach keeps what it has, which the sweep removes later."""
+    try:
+        storage.remove_tree(ctx.storage.import_folder(import_id))
+    except Exception as exc:  # noqa: BLE001 - the answer says what went wrong before this
+        log.warning("import %s: its folder is left for the sweep: %s", import_id, exc)
 
 
 def _start_run(ctx: Context, base: str, who: Caller, import_id: str, conf: dict[str, Any]) -> dict[str, Any]:
@@ -289,7 +293,7 @@ async def upload(request: Request, who: Writer, ctx: CDP) -> Any:
             form = await uploads.receive_form(
                 request, lambda name: intake.upload_path(ctx, import_id, name),
                 config.max_upload_mb() * 2**20, config.max_unpacked_mb() * 2**20,
-                before_file=lambda fields: _check_fields(ctx, fields))
+                before_file=lambda fields: _check_fields(ctx, fields), remote=not storage.is_local(ctx.storage.base))
         except uploads.UploadTooLarge as exc:
             raise _Refused(status.HTTP_413_CONTENT_TOO_LARGE,
                            [Issue(exc.code, params={"limit": exc.limit // 2**20})]) from None
@@ -302,8 +306,10 @@ async def upload(request: Request, who: Writer, ctx: CDP) -> Any:
             await run_in_threadpool(_discard, ctx, import_id)
         if isinstance(exc, _Refused):
             return _refusal(exc, lang)
-        if isinstance(exc, storage.StorageFault):  # no room for the file, or for checking it
-            raise HTTPException(status.HTTP_507_INSUFFICIENT_STORAGE, advised_message(exc.issue, lang)) from None
+        if isinstance(exc, storage.StorageFault):  # no room for the file (or for checking it), or out of reach
+            full = exc.issue.code == "storage_full"
+            raise HTTPException(status.HTTP_507_INSUFFICIENT_STORAGE if full else status.HTTP_503_SERVICE_UNAVAILABLE,
+                                advised_message(exc.issue, lang)) from None
         raise
     conf = {**options, "mapping": options["mapping"] or {}, "file": str(form.stored), "import_id": import_id}
     started = await run_in_threadpool(_start_run, ctx, airflow_client.base_url(request), who, import_id, conf)
