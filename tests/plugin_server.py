@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from contact_import.endpoints import PLUGIN_PREFIX
 from tests.helpers import ROOT, ctx, free_port
 
-STARTUP_TIMEOUT = 60  # seconds until the server answers
+STARTUP_TIMEOUT = 120  # seconds until the server answers (a busy machine)
 
 
 def app_for(cdp_url: str) -> FastAPI:
