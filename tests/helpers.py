@@ -74,6 +74,16 @@ def upload(client, content: bytes, name="contacts.csv", **form):
     return client.post(f"{API_URL_PREFIX}/imports", data=data, files={"file": (name, io.BytesIO(content), "text/csv")})
 
 
+def multipart_stream(file_blocks, boundary=b"xYzBoundary", **fields):
+    """A multipart body sent in blocks without a Content-Length (chunked)."""
+    yield from (b"--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n"
+                % (boundary, name.encode(), value.encode()) for name, value in fields.items())
+    yield (b"--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.csv\"\r\n"
+           b"Content-Type: text/csv\r\n\r\n" % boundary)
+    yield from file_blocks
+    yield b"\r\n--%s--\r\n" % boundary
+
+
 def exported(url: str, workspace: str = "demo") -> dict[str, dict]:
     """export --format jsonl, keyed by user id."""
     with db.transaction(url) as conn:

@@ -10,16 +10,23 @@ import fsspec
 
 from tests.helpers import free_port
 
+_running: dict[str, object] = {}  # endpoint -> its ThreadedMotoServer
+
+
+def _start(port: int):
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    return server
+
 
 @contextmanager
 def s3_server(*buckets: str) -> Iterator[tuple[str, object]]:
     """(endpoint URL, boto3 client) of a fresh S3 server holding `buckets`."""
-    from moto.server import ThreadedMotoServer
-
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    _running[endpoint] = _start(port)
     # moto keeps its buckets in this process across servers: start from none
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).close()
     client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
@@ -31,7 +38,18 @@ def s3_server(*buckets: str) -> Iterator[tuple[str, object]]:
         yield endpoint, client
     finally:
         forget_filesystems()
-        server.stop()
+        _running.pop(endpoint).stop()
+
+
+def stop(endpoint: str) -> None:
+    """The S3 server at `endpoint` goes down (start_again brings it back)."""
+    _running[endpoint].stop()
+
+
+def start_again(endpoint: str) -> None:
+    """The stopped S3 server at `endpoint` up again on its port, with the buckets and
+    objects it had (moto keeps them in this process)."""
+    _running[endpoint] = _start(int(endpoint.rsplit(":", 1)[1]))
 
 
 def forget_filesystems() -> None:

@@ -74,3 +74,11 @@ def heartbeat_seconds() -> float:
     once its runner is gone too (docs/design.md#interrupted-imports). Its runner beats four
     times as often."""
     return float(os.environ.get("CONTACT_IMPORT_HEARTBEAT_SECONDS") or 60)
+
+
+def airflow_api_timeout() -> float:
+    """Seconds the upload API gives one call of Airflow's REST API that acts (a trigger, a
+    cancel), its repeats included; a read that only adds a hint gets a third of it. On a
+    busy API server (one worker, serving this API too) a call may never be answered: the
+    answer then degrades (docs/operations.md#faults) instead of waiting."""
+    return float(os.environ.get("CONTACT_IMPORT_AIRFLOW_TIMEOUT") or 10)

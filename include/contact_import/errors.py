@@ -138,3 +138,10 @@ CODES.update({
 CODES.update({
     "workspace_not_allowed": (ERROR, "The Airflow user {user!r} may not use the workspace {workspace!r}; its workspace file's access names who may.", "Airflow 使用者「{user}」無權使用工作區「{workspace}」；可使用者列於工作區檔案的 access。"),
 })
+
+# Faults of the parts, not of the file (docs/operations.md#faults): a step that meets one
+# fails with the code's message and Airflow retries it; nothing of the file is rejected.
+CODES.update({
+    "storage_full": (ERROR, "No space is left where the import's files are written ({detail}); nothing was imported. Free some space, then upload the file again.", "存放匯入檔案的空間已滿（{detail}），未匯入任何資料。請釋出空間後重新上傳檔案。"),
+    "storage_unavailable": (ERROR, "The import's file storage could not be reached ({detail}); nothing half-written was kept. Try again once it is back.", "無法連線至匯入檔案的儲存空間（{detail}），未保留任何寫到一半的檔案。請待其恢復後再試一次。"),
+})

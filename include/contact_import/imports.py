@@ -157,6 +157,29 @@ def beat(conn, import_id: str, older_than: float) -> None:
                     (import_id, older_than))
 
 
+def stalled(conn, source: str, older_than_seconds: float) -> list[str]:
+    """Ids of the imports from `source` still `waiting` without a DAG run, recorded more
+    than `older_than_seconds` ago: whoever was to start their run stopped first."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT id::text FROM cdp.imports WHERE status = 'waiting' AND dag_run_id IS NULL"
+                    " AND source = %s AND created_at < now() - make_interval(secs => %s) ORDER BY created_at",
+                    (source, older_than_seconds))
+        return [import_id for (import_id,) in cur.fetchall()]
+
+
+def recorded(conn, import_ids: list[str]) -> set[str]:
+    """Which of `import_ids` (UUIDs; anything else is no import) the database holds."""
+    valid = []
+    for import_id in import_ids:
+        try:
+            valid.append(str(uuid.UUID(import_id)))
+        except ValueError:
+            pass
+    with conn.cursor() as cur:
+        cur.execute("SELECT id::text FROM cdp.imports WHERE id = ANY(%s::uuid[])", (valid,))
+        return {import_id for (import_id,) in cur.fetchall()}
+
+
 def update(conn, import_id: str, **fields: Any) -> None:
     """Set columns of one import; dicts and lists are stored as JSON. Not its status."""
     if "status" in fields:

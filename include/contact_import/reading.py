@@ -8,11 +8,14 @@ from pathlib import Path
 from . import encoding, import_folder, workspaces
 from .channels import get_channel
 from .mapping import ColumnMap, map_columns
-from .storage import UPath
+from .storage import UPath, faults
 
 
 def detect(source: Path, work_dir: Path) -> encoding.SourceInfo:
-    return encoding.to_utf8(source, work_dir / import_folder.UTF8)
+    """The file's UTF-8 copy in `work_dir`; a disk without room for it is `storage_full`
+    (to_utf8 leaves no part of it)."""
+    with faults(f"writing {import_folder.UTF8}"):
+        return encoding.to_utf8(source, work_dir / import_folder.UTF8)
 
 
 def read_header(folder: UPath | Path) -> list[str]:

@@ -13,19 +13,57 @@ storage is a local folder, that folder is used as it is: nothing is copied.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from upath import UPath
 
+from .errors import Issue
 
 LOCAL_PROTOCOLS = ("", "file", "local")
 BLOCK = 1 << 20
+FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # no room: the disk, the process's file size limit, a quota
+
+
+class StorageFault(Exception):
+    """Storage could not take or give an import's files: full (`storage_full`) or not
+    reachable (`storage_unavailable`). Not the file's fault: the step fails, Airflow
+    retries it, and nothing half-written is left (docs/operations.md#faults)."""
+
+    def __init__(self, code: str, detail: str):
+        self.issue = Issue(code, params={"detail": detail})
+        super().__init__(f"{code}: {self.issue.message()}")
+
+
+@contextmanager
+def faults(what: str, remote: bool = False, passed_on: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Storage's errors while doing `what` as StorageFault: no room, anywhere; and with
+    `remote`, any other error but a missing file (refused, timed out, a 5xx: fsspec
+    backends raise their own kinds) or one of `passed_on` (the caller's own)."""
+    try:
+        yield
+    except (StorageFault, *passed_on):
+        raise
+    except OSError as exc:
+        if exc.errno in FULL:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise StorageFault("storage_full", f"{what}: {exc.strerror or exc}{where}") from exc
+        if not remote or isinstance(exc, FileNotFoundError):
+            raise
+        raise StorageFault("storage_unavailable", f"{what}: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        if not remote:
+            raise
+        raise StorageFault("storage_unavailable", f"{what}: {type(exc).__name__}: {exc}") from exc
+
 
 class Storage:
     """Import folders under one base folder or URI, as paths of one path class."""
@@ -53,8 +91,9 @@ class Storage:
                      publish: Iterable[str] = ()) -> Iterator[Path]:
         """A local folder standing for the storage folder `folder`: the files named in `fetch`
         that exist there are copied in first; the files named in `publish` that exist here are
-        copied back when the block ends, also when it raises (a rejected file's report must
-        reach storage; a retry overwrites the rest)."""
+        copied back when the block ends without an error (a step that fails keeps nothing
+        of its work; a rejection publishes its reports itself, `publish`). Storage that
+        cannot be reached raises StorageFault."""
         remote = self.path(folder)
         if is_local(remote):
             local = local_path(remote)
@@ -66,16 +105,25 @@ class Storage:
         local.mkdir(parents=True)
         try:
             for name in fetch:
-                if (remote / name).exists():
-                    copy(remote / name, UPath(local / name))
-            try:
-                yield local
-            finally:
-                for name in publish:
-                    if (local / name).exists():
-                        copy(UPath(local / name), remote / name)
+                with faults(f"reading {name} from {remote}", remote=True):
+                    if (remote / name).exists():
+                        copy(remote / name, UPath(local / name))
+            yield local
+            self.publish(local, folder, publish)
         finally:
             shutil.rmtree(local, ignore_errors=True)
+
+    def publish(self, local: Path, folder: str | os.PathLike, names: Iterable[str]) -> None:
+        """Copy the files named in `names` that exist in `local` to the storage folder
+        `folder` (nothing to do when `local` is that folder). Each lands whole or not at all
+        (copy); unreachable storage raises StorageFault."""
+        remote = self.path(folder)
+        if is_local(remote) and local_path(remote) == local:
+            return
+        for name in names:
+            if (local / name).exists():
+                with faults(f"writing {name} to {remote}", remote=not is_local(remote)):
+                    copy(UPath(local / name), remote / name)
 
 
 def is_local(location: UPath) -> bool:
@@ -87,14 +135,37 @@ def local_path(location: UPath) -> Path:
 
 
 def copy(source: UPath, target: UPath) -> str:
-    """Stream `source` to `target` (any protocols); returns the content's SHA-256."""
+    """Stream `source` to `target` (any protocols); returns the content's SHA-256. The
+    target is whole or absent: a local one is written under a temporary name and renamed;
+    an object store's object appears when complete, and one a failed write committed
+    anyway (an fsspec file commits what it has when closed) is removed."""
     digest = hashlib.sha256()
+
+    def stream(dst) -> None:
+        with source.open("rb") as src:
+            for block in iter(lambda: src.read(BLOCK), b""):
+                digest.update(block)
+                dst.write(block)
+
     if is_local(target):
-        local_path(target).parent.mkdir(parents=True, exist_ok=True)
-    with source.open("rb") as src, target.open("wb") as dst:
-        for block in iter(lambda: src.read(BLOCK), b""):
-            digest.update(block)
-            dst.write(block)
+        final = local_path(target)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        part = final.with_name(f".{final.name}.part")
+        try:
+            with open(part, "wb") as dst:
+                stream(dst)
+            os.replace(part, final)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        return digest.hexdigest()
+    try:
+        with target.open("wb") as dst:
+            stream(dst)
+    except BaseException:
+        with contextlib.suppress(Exception):  # unreachable, it holds nothing of this write either
+            target.fs.rm(target.path)
+        raise
     return digest.hexdigest()
 
 
@@ -111,6 +182,23 @@ def remove_tree(folder: UPath) -> None:
         shutil.rmtree(local_path(folder), ignore_errors=True)
     elif folder.exists():
         folder.fs.rm(folder.path, recursive=True)
+
+
+def last_change(folder: UPath) -> datetime | None:
+    """When anything in `folder` last changed: its newest file's modification time, or the
+    folder's own when it holds none (local); None when storage gives no time."""
+    if is_local(folder):
+        root = local_path(folder)
+        stamps = [p.stat().st_mtime for p in (root, *root.rglob("*"))]
+        return datetime.fromtimestamp(max(stamps), timezone.utc)
+    stamps = []
+    for info in folder.fs.find(folder.path, detail=True).values():
+        stamp = info.get("LastModified") or info.get("mtime") or info.get("created")
+        if isinstance(stamp, (int, float)):
+            stamp = datetime.fromtimestamp(stamp, timezone.utc)
+        if isinstance(stamp, datetime):
+            stamps.append(stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc))
+    return max(stamps, default=None)
 
 
 def move(source: UPath, folder: UPath) -> UPath:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
+import psycopg2
 from psycopg2.errors import QueryCanceled
 
-from . import config, db, heartbeat, import_folder, imports, interruption, reading, statuses, workspaces
+from . import config, db, heartbeat, import_folder, imports, interruption, reading, statuses, storage, workspaces
 from .channels import get_channel
 from .context import Context
 from .errors import ERROR, WARNING, ImportFileError, Issue
@@ -23,6 +24,11 @@ from .timings import Timings, timed
 
 class StageError(Exception):
     """A stage ended the import (validation failed, cancelled); the message says why."""
+
+
+class DatabaseLost(Exception):
+    """The CDP database's connection broke in the middle of a step (a restart, a failover):
+    not the file's fault, so the task fails and Airflow retries it."""
 
 
 def _load(conn, import_id: str) -> tuple[dict[str, Any], workspaces.Workspace]:
@@ -215,10 +221,18 @@ def upsert_contacts(ctx: Context, import_id: str) -> dict[str, Any]:
             if not stop.is_set():  # a statement cancelled by someone else is a crash, not a stop
                 raise
             _stopped(conn, import_id)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            if not conn.closed:
+                raise
+            raise DatabaseLost(f"the connection to the CDP database was lost during upsert_contacts"
+                               f" ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__});"
+                               " the chunks committed before it are kept, and Airflow's retry resumes after"
+                               " the last of them") from exc
         finally:
-            conn.rollback()
-            upserter.unlock_workspace()
-            conn.commit()
+            if not conn.closed:  # a lost session has rolled back and released its lock
+                conn.rollback()
+                upserter.unlock_workspace()
+                conn.commit()
         return {"import_id": import_id, "processed_rows": imports.get(conn, import_id)["processed_rows"]}
     finally:
         conn.close()
@@ -297,8 +311,8 @@ def run(task: Callable[[Context, str], Any], ctx: Context, import_id: str) -> An
     heartbeat all along: if Airflow stops the task (marked failed or cleared: SIGINT, then
     SIGTERM), the import ends `cancelled` instead of staying in the status of a stage no
     process runs any more. upsert_contacts handles the stop itself, rolling back its chunk
-    in flight."""
-    with heartbeat.beating(ctx.cdp_url, import_id):
+    in flight. A full disk fails the task as `storage_full`."""
+    with heartbeat.beating(ctx.cdp_url, import_id), storage.faults(task.__name__):
         if task is upsert_contacts:
             return task(ctx, import_id)
         return _stopped_is_cancelled(task, ctx, import_id)
@@ -338,12 +352,14 @@ def run_ended(ctx: Context, import_id: str) -> None:
 
 
 def _reject(ctx: Context, import_id: str, local, folder: str, issues: list[Issue]) -> None:
-    """Write the reports into the task's local folder (local_folder publishes them), record
-    them under their place in storage, and end the import validation_failed."""
+    """Write the reports into the task's local folder and put them into storage, then
+    record them there and end the import validation_failed: storage that cannot take them
+    fails the step before anything is recorded, so Airflow's retry rejects the file again."""
     errors = [i for i in issues if i.severity == ERROR]
     for lang in ("en", "zh-TW"):  # the same rows in Traditional Chinese, for the API's Accept-Language
         write_report(errors, import_folder.report_path(local / import_folder.ERRORS, lang), lang,
                      limit=config.max_report_errors())
+    ctx.storage.publish(local, folder, import_folder.REJECTION)
     report = ctx.storage.path(folder) / import_folder.ERRORS
     data_docs = ctx.storage.path(folder) / import_folder.DATA_DOCS if (local / import_folder.DATA_DOCS).exists() \
         else None

@@ -46,8 +46,9 @@ def forget() -> None:
 
 
 def cdp_context() -> context.Context:
-    """FastAPI dependency: the Context, or 503 with one line. A plain function, so FastAPI
-    runs it in its thread pool (the first call reads Airflow's connection). The first
+    """FastAPI dependency: the Context, or 503 with one line (no connection, or Airflow's
+    database could not be read). A plain function, so FastAPI runs it in its thread pool
+    (the first call reads Airflow's connection). The first
     request that reaches the database also starts this process's status sweep."""
     from . import sweep
 
@@ -55,6 +56,9 @@ def cdp_context() -> context.Context:
         ctx = load()
     except context.NoDatabase as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    except Exception as exc:  # Airflow's metadata database busy or down (SQLite locked, say): not now
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"Airflow's connection {context.CONNECTION_ID} could not be read: {exc}") from None
     sweep.start(load)
     return ctx
 

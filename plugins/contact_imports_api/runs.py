@@ -12,10 +12,10 @@ from contact_import.endpoints import IMPORT_DAG_ID
 log = logging.getLogger(__name__)
 
 
-def triggering_users(run_ids: Iterable[str]) -> dict[str, str]:
+def triggering_users(run_ids: Iterable[str]) -> dict[str, str] | None:
     """run id -> the name of the Airflow user who triggered it, for the runs of the import DAG
     among `run_ids` that Airflow recorded a user for (not a feed's, not a local dag.test()).
-    {} when Airflow's database cannot be read: a name on a list is not worth failing it for."""
+    None when Airflow's database cannot be read: a name on a list is not worth failing it for."""
     run_ids = sorted({run_id for run_id in run_ids if run_id})
     if not run_ids:
         return {}
@@ -31,7 +31,7 @@ def triggering_users(run_ids: Iterable[str]) -> dict[str, str]:
             return {run_id: user for run_id, user in rows if user}
     except Exception as exc:  # noqa: BLE001 - see the docstring
         log.warning("could not read who triggered the import DAG's runs: %s", exc)
-        return {}
+        return None
 
 
 def ended(run_ids: Iterable[str]) -> set[str]:

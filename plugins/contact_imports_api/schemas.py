@@ -128,6 +128,12 @@ class Import(BaseModel):
                                                 " in Airflow, so its run does not start until someone unpauses the"
                                                 " DAG; false when it is not paused. Null for an import that is not"
                                                 " waiting, or when Airflow could not say.")
+    airflow_unavailable: bool = Field(
+        description="True when Airflow was to be asked about this answer (whether the DAG is paused, who"
+                    " triggered the run, for a cancel: to mark the run failed) and gave no answer within"
+                    " CONTACT_IMPORT_AIRFLOW_TIMEOUT: the import is as the CDP database stores it, `dag_paused`"
+                    " and `triggered_by` are null, and a cancelled import's run ends when it next checks its"
+                    " import. False otherwise.")
     dag_run_id: str | None = Field(description=f"The import's run of DAG `{IMPORT_DAG_ID}` in Airflow.")
     created_at: datetime | None = Field(description="When the import was recorded.")
     started_at: datetime | None = Field(description="When its validation started.")
@@ -195,8 +201,13 @@ ERROR_CODES = {
     413: "The file is larger than CONTACT_IMPORT_MAX_UPLOAD_MB.",
     415: "The body is not multipart/form-data.",
     422: "A form field or query parameter is not valid.",
-    502: "Airflow's REST API answered with an error.",
-    503: f"No CDP database: the Airflow connection {CONNECTION_ID} is not defined.",
+    502: "Airflow's REST API refused the call with an unexpected answer (not 403, 404 or 409).",
+    503: f"No CDP database (the Airflow connection {CONNECTION_ID} is not defined, or Airflow's database could not"
+         " be read to find it); for an upload also: Airflow's"
+         " REST API gave no answer in time (CONTACT_IMPORT_AIRFLOW_TIMEOUT), so the import was not started: it is"
+         " recorded failed and the file is to be uploaded again; or object storage could not be reached while the"
+         " file streamed in (storage_unavailable), and nothing was kept.",
+    507: "No space is left where uploads are stored (storage_full): nothing was kept; upload again once there is.",
 }
 
 

@@ -6,6 +6,12 @@ API server sweeps: one daemon thread per process, started by the first request t
 reaches the CDP database (a mounted app gets no lifespan events), every INTERVAL seconds
 one query of Airflow's metadata database for the unfinished imports' runs.
 
+The sweep also clears what an API server stopped in the middle of an upload leaves
+(docs/operations.md#faults): an upload recorded `waiting` whose run was never started
+(STALLED after it was recorded) gets its run, if Airflow has it, or ends failed; an
+import folder in storage that no import owns and that nothing wrote to for ORPHANED (a
+file cut short) is removed, every FOLDERS_EVERY.
+
 Reading an import never changes it: GET routes only read.
 """
 from __future__ import annotations
@@ -16,13 +22,26 @@ import threading
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable
 
-from contact_import import db, heartbeat, imports, statuses
+import time
+import uuid
+
+from contact_import import db, heartbeat, imports, intake, statuses, storage
 from contact_import.context import Context
 from contact_import.endpoints import IMPORT_DAG_ID
+
+from .airflow_client import run_id_for
 
 log = logging.getLogger(__name__)
 
 INTERVAL = 10.0  # seconds between sweeps
+# An upload's trigger gives up within CONTACT_IMPORT_AIRFLOW_TIMEOUT (seconds): an upload
+# still without a run well after that was left by an API server that stopped.
+STALLED = timedelta(minutes=5)
+STALLED_MESSAGE = "the API server stopped before it started the import's DAG run: upload the file again"
+# A file streams into its folder before its import is recorded; a folder nobody wrote to
+# for this long is what a stopped API server (or CLI) left of a file.
+ORPHANED = timedelta(hours=1)
+FOLDERS_EVERY = 600.0  # seconds between looks for orphaned folders (a listing of every import's folder)
 # A run the scheduler failed because a task failed ends `failed` through the task's own
 # failure callback, which runs just after the task's state reaches Airflow: a run failed
 # less than GRACE ago is left to it, so a crash is not reported as a cancellation.
@@ -63,11 +82,18 @@ def stop() -> None:
 
 def _loop(get_context: Callable[[], Context], interval: float, stopped: threading.Event) -> None:
     last_error = None
+    folders_due = time.monotonic()
     while not stopped.is_set():
         try:
-            ended = sweep(get_context())
+            ctx = get_context()
+            ended = sweep(ctx)
             if ended:
-                log.info("ended imports whose DAG run failed in Airflow: %s", ", ".join(ended))
+                log.info("ended imports whose DAG run failed in Airflow or never started: %s", ", ".join(ended))
+            if time.monotonic() >= folders_due:
+                removed = orphaned_folders(ctx)
+                if removed:
+                    log.info("removed import folders no import owns (uploads cut short): %s", ", ".join(removed))
+                folders_due = time.monotonic() + FOLDERS_EVERY
             last_error = None
         except Exception as exc:  # the database may be down for a while: say so once, keep sweeping
             if repr(exc) != last_error:
@@ -76,8 +102,16 @@ def _loop(get_context: Callable[[], Context], interval: float, stopped: threadin
         stopped.wait(interval)
 
 
-def sweep(ctx: Context, failed_runs: Callable[[Iterable[str]], set[str]] | None = None) -> list[str]:
-    """End the unfinished imports whose DAG run has failed; returns their ids."""
+def sweep(ctx: Context, failed_runs: Callable[[Iterable[str]], set[str]] | None = None,
+          known_runs: Callable[[Iterable[str]], set[str]] | None = None) -> list[str]:
+    """End the unfinished imports whose DAG run has failed, and the uploads whose run
+    never started (stalled_uploads); returns the ids of the imports ended."""
+    return [*failed_imports(ctx, failed_runs), *stalled_uploads(ctx, known_runs)]
+
+
+def failed_imports(ctx: Context, failed_runs: Callable[[Iterable[str]], set[str]] | None = None) -> list[str]:
+    """End the unfinished imports whose DAG run has failed: failed when their heartbeat
+    says the run died while they ran (heartbeat.py), else cancelled; returns their ids."""
     runs = unfinished_runs(ctx)
     if not runs:
         return []
@@ -123,3 +157,77 @@ def failed_in_airflow(run_ids: Iterable[str]) -> set[str]:
             select(DagRun.run_id).where(DagRun.dag_id == IMPORT_DAG_ID, DagRun.run_id.in_(run_ids),
                                         DagRun.state == DagRunState.FAILED,
                                         or_(DagRun.end_date.is_(None), DagRun.end_date <= before))))
+
+
+def stalled_uploads(ctx: Context, known_runs: Callable[[Iterable[str]], set[str]] | None = None,
+                    after: timedelta = STALLED) -> list[str]:
+    """Uploads recorded `waiting` without a DAG run for `after`: the API server stopped
+    between recording the upload and recording its run. A run Airflow has (triggered just
+    before the stop) is recorded and goes on; otherwise the import ends failed. Returns
+    the ids of the imports ended."""
+    with db.transaction(ctx.cdp_url) as conn:
+        stalled = imports.stalled(conn, "api", after.total_seconds())
+    if not stalled:
+        return []
+    started = (known_runs or runs_in_airflow)([run_id_for(import_id) for import_id in stalled])
+    ended = []
+    for import_id in stalled:
+        if run_id_for(import_id) in started:
+            intake.record_run(ctx, import_id, run_id_for(import_id))
+            continue
+        with db.transaction(ctx.cdp_url) as conn:
+            try:
+                if statuses.end(conn, import_id, statuses.FAILED, STALLED_MESSAGE):
+                    ended.append(import_id)
+            except imports.ImportNotFound:
+                pass
+    return ended
+
+
+def orphaned_folders(ctx: Context, after: timedelta = ORPHANED) -> list[str]:
+    """Remove the import folders in storage that no import owns and nothing changed in for
+    `after`: a file an API server or a CLI was storing when it stopped, before its import
+    was recorded. Returns their names (the import ids they were for)."""
+    root = ctx.storage.base / "imports"
+    if not root.exists():
+        return []
+    names = [p.name for p in root.iterdir() if _is_import_id(p.name)]
+    if not names:
+        return []
+    with db.transaction(ctx.cdp_url) as conn:
+        owned = imports.recorded(conn, names)
+    before = datetime.now(timezone.utc) - after
+    removed = []
+    for name in sorted(set(names) - owned):
+        folder = root / name
+        changed = storage.last_change(folder)
+        if changed is not None and changed <= before:
+            with db.transaction(ctx.cdp_url) as conn:  # recorded since the listing: not an orphan
+                if imports.recorded(conn, [name]):
+                    continue
+            storage.remove_tree(folder)
+            removed.append(name)
+    return removed
+
+
+def _is_import_id(name: str) -> bool:
+    try:
+        return str(uuid.UUID(name)) == name
+    except ValueError:
+        return False
+
+
+def runs_in_airflow(run_ids: Iterable[str]) -> set[str]:
+    """The runs of the import DAG among `run_ids` that Airflow has, in any state: one
+    query of Airflow's metadata database through Airflow's ORM."""
+    from sqlalchemy import select
+
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    run_ids = list(run_ids)
+    if not run_ids:
+        return set()
+    with create_session() as session:
+        return set(session.scalars(select(DagRun.run_id).where(DagRun.dag_id == IMPORT_DAG_ID,
+                                                               DagRun.run_id.in_(run_ids))))

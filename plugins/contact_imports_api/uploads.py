@@ -10,6 +10,7 @@ about BATCH bytes.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -19,6 +20,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from contact_import import storage, unpacking
+from contact_import.errors import ImportFileError
 
 FIELD_LIMIT = 64 * 1024  # bytes of one form field (the file excepted)
 BATCH = 1 << 20  # bytes handed to a worker thread at a time
@@ -47,9 +49,10 @@ class Form:
 class _StoredFile:
     """The file part on its way to storage; its methods run in worker threads."""
 
-    def __init__(self, place: Callable[[str], Any], max_unpacked: int):
+    def __init__(self, place: Callable[[str], Any], max_unpacked: int, remote: bool):
         self.place = place  # file name -> storage path
         self.max_unpacked = max_unpacked
+        self.remote = remote  # object storage, which may be out of reach
         self.path: Any = None
         self.unpacker: unpacking.Unpacker | None = None
         self.finished = False
@@ -59,32 +62,40 @@ class _StoredFile:
         return self.path.open("wb")
 
     def apply(self, operations: list[tuple[str, Any]]) -> None:
+        """Raises StorageFault when the storage has no room for the file or cannot be reached."""
         try:
-            for kind, value in operations:
-                if kind == "open":
-                    self.unpacker = unpacking.Unpacker(value, self._open, self.max_unpacked,
-                                                       storage.scratch_root())
-                elif kind == "data":
-                    self.unpacker.write(value)
-                else:
-                    self.finished = True
-                    self.unpacker.finish()
+            with storage.faults("storing the upload", self.remote,
+                                passed_on=(ImportFileError, unpacking.UnpackedTooLarge)):
+                self._apply(operations)
         except unpacking.UnpackedTooLarge as exc:
             raise UploadTooLarge("unpacked_too_large", exc.limit) from None
 
+    def _apply(self, operations: list[tuple[str, Any]]) -> None:
+        for kind, value in operations:
+            if kind == "open":
+                self.unpacker = unpacking.Unpacker(value, self._open, self.max_unpacked, storage.scratch_root())
+            elif kind == "data":
+                self.unpacker.write(value)
+            else:
+                self.finished = True
+                self.unpacker.finish()
+
     def abort(self) -> None:
+        """Best effort: the route removes the import's folder next, or the sweep does later."""
         if self.unpacker is not None:
-            self.unpacker.abort()
+            with contextlib.suppress(Exception):  # storage out of reach: closing fails too
+                self.unpacker.abort()
 
 
 async def receive_form(request: Request, place: Callable[[str], Any], limit: int, max_unpacked: int,
-                       before_file: Callable[[dict[str, str]], None] | None = None) -> Form:
-    """Parse the request's multipart body; `place(file name)` says where the file goes.
+                       before_file: Callable[[dict[str, str]], None] | None = None, remote: bool = False) -> Form:
+    """Parse the request's multipart body; `place(file name)` says where the file goes
+    (`remote`: in object storage).
     `before_file(fields so far)` runs in a worker thread as the file part begins, so a
     form that cannot be imported is refused before its file is sent (it may raise).
     Raises UploadTooLarge past `limit` bytes of file or `max_unpacked` bytes unpacked,
-    ImportFileError for a compressed file that cannot be unpacked, HTTPException for a
-    malformed form."""
+    ImportFileError for a compressed file that cannot be unpacked, StorageFault when the
+    file cannot be stored, HTTPException for a malformed form."""
     kind, options = parse_options_header(request.headers.get("content-type", ""))
     if kind != b"multipart/form-data" or b"boundary" not in options:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send multipart/form-data")
@@ -95,7 +106,7 @@ async def receive_form(request: Request, place: Callable[[str], Any], limit: int
     fields: dict[str, str] = {}
     part: dict[str, Any] = {"header": b"", "value": b"", "headers": {}, "name": None, "data": bytearray()}
     upload: dict[str, Any] = {"name": "", "size": 0, "seen": False}
-    stored = _StoredFile(place, max_unpacked)
+    stored = _StoredFile(place, max_unpacked, remote)
     pending: list[tuple[str, Any]] = []  # storage work not yet handed to a thread
     pending_bytes = 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from contact_import import db, import_folder, imports, intake, statuses, tasks, unchanged, workspaces
+from contact_import import db, import_folder, imports, intake, statuses, tasks, unchanged, upsert, workspaces
 from tests.helpers import EXAMPLES, LINE_HEADER, ctx, exported, line_id, run_stages, write_csv
 
 
@@ -152,6 +152,52 @@ def test_a_killed_local_import_is_shown_interrupted_and_resumes_to_the_end_of_a_
     resumed, clean_contacts = exported(cdp_url), exported(second_cdp_url)
     assert _without_ids(resumed) == _without_ids(clean_contacts)
     assert _profiles(resumed) == _profiles(clean_contacts)
+
+
+def test_the_cdp_database_lost_mid_upsert_fails_the_task_clearly_and_the_retry_ends_exactly(
+        cdp_url, second_cdp_url, demo_workspace, tmp_path, monkeypatch):
+    """A restart of the CDP database as the upsert's session meets it: the server ends the
+    session part-way (pg_terminate_backend, from another session). The task fails with a
+    clear error, which Airflow retries; the committed chunks stay; the retry ends where one
+    clean run of the file ends."""
+    monkeypatch.setenv("CONTACT_IMPORT_CHUNK_ROWS", "100")
+    path = big_file(tmp_path / "big.csv")
+    import_id = prepared_import(cdp_url, path)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; from contact_import import context, tasks;"
+                              " tasks.run(tasks.upsert_contacts, context.for_command_line(sys.argv[1]), sys.argv[2])",
+                              cdp_url, import_id], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while processed(cdp_url, import_id) < 1000 and child.poll() is None:
+        assert time.monotonic() < deadline, "the upsert made no progress"
+        time.sleep(0.01)
+    with db.transaction(cdp_url) as conn, conn.cursor() as cur:
+        # the upsert's session: the one holding its workspace's lock
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND classid::bigint = %s AND objid::bigint = %s", (upsert.LOCK_NAMESPACE, demo_workspace.id))
+        assert cur.fetchall() == [(True,)]
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 1, stderr
+    assert "DatabaseLost: the connection to the CDP database was lost during upsert_contacts" in stderr
+    assert "Airflow's retry resumes after the last of them" in stderr
+    with db.transaction(cdp_url) as conn:
+        record = imports.get(conn, import_id)
+    assert record["status"] == statuses.IMPORTING
+    assert 1000 <= record["processed_rows"] < 3000
+    assert record["processed_rows"] == (record["last_chunk"] + 1) * 100 == len(exported(cdp_url))
+
+    for stage in (tasks.upsert_contacts, tasks.bind_teammates, tasks.finalize):  # Airflow's retry, and on
+        stage(ctx(cdp_url), import_id)
+    with db.transaction(cdp_url) as conn:
+        record = imports.get(conn, import_id)
+    with db.transaction(second_cdp_url) as conn:
+        workspaces.apply(conn, workspaces.load_file(EXAMPLES / "demo-workspace.yaml"))
+    clean = run_stages(second_cdp_url, path)
+    assert record["status"] == clean["status"] == statuses.COMPLETED
+    assert record["processed_rows"] == clean["processed_rows"] == 3000
+    assert record["result"] == clean["result"] and record["warnings"] == clean["warnings"]
+    assert warnings_report(record) == warnings_report(clean)
+    assert _without_ids(exported(cdp_url)) == _without_ids(exported(second_cdp_url))
+    assert _profiles(exported(cdp_url)) == _profiles(exported(second_cdp_url))
 
 
 def changed_file(path, rows=3000):

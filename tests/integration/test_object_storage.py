@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 
 import pytest
 
-from contact_import import feeds, import_folder, imports, statuses
-from tests.helpers import LINE_HEADER, ctx, exported, free_port, line_id, run_recorded
-from tests.s3_server import forget_filesystems, s3_server
+from contact_import import db, feeds, import_folder, imports, intake, statuses, storage, tasks
+from tests.helpers import LINE_HEADER, ctx, exported, free_port, line_id, run_recorded, write_csv
+from tests.s3_server import forget_filesystems, s3_server, start_again, stop
 
 IMPORTS_BUCKET, INBOX_BUCKET = "cdp-files", "partner-inbox"
 
@@ -75,3 +76,43 @@ def test_an_unreachable_bucket_fails_the_feed_with_a_clear_message(cdp_url, demo
     feed = feeds.Feed(name="lost", workspace="demo", channel="line", inbox="s3://no-such-bucket/x/*.csv")
     with pytest.raises(feeds.FeedError, match=r"feed lost: the inbox s3://no-such-bucket/x/\*\.csv cannot be read"):
         feeds.scan(ctx(cdp_url), feed, sleep=lambda seconds: None)
+
+
+def test_storage_unreachable_as_a_rejection_is_published_fails_the_step_clearly_and_its_retry_rejects(
+        cdp_url, demo_workspace, s3, tmp_path, monkeypatch):
+    """S3 goes down after the step read the file and wrote its reports locally: the step
+    fails with `storage_unavailable` (Airflow retries it), the import is not recorded as
+    rejected with reports that are not there, no report is left half-written; once S3 is
+    back, the retry rejects the file with its reports in the bucket."""
+    empty = write_csv(tmp_path / "empty.csv", LINE_HEADER, [])
+    import_id = intake.create_import(ctx(cdp_url), workspace="demo", channel="line", tag_mode="append",
+                                     file=str(empty))
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    write_report = tasks.write_report
+
+    def then_storage_goes_down(*args, **kwargs):
+        write_report(*args, **kwargs)
+        stop(endpoint)
+
+    monkeypatch.setattr(tasks, "write_report", then_storage_goes_down)
+    with pytest.raises(storage.StorageFault) as failed:
+        tasks.run(tasks.detect_encoding, ctx(cdp_url), import_id)
+    assert str(failed.value).startswith("storage_unavailable: The import's file storage could not be reached"
+                                        f" (writing {import_folder.ERRORS} to s3://{IMPORTS_BUCKET}/files/imports/")
+    monkeypatch.setattr(tasks, "write_report", write_report)
+    start_again(endpoint)
+
+    with db.transaction(cdp_url) as conn:
+        record = imports.get(conn, import_id)
+    assert record["status"] == statuses.VALIDATING and record["error_report"] is None
+    assert keys(s3, IMPORTS_BUCKET, f"files/imports/{import_id}/") == [f"files/imports/{import_id}/upload.csv"]
+    assert not any((tmp_path / "scratch").glob("*/*"))
+
+    with pytest.raises(tasks.StageError, match="validation failed"):  # Airflow's retry
+        tasks.run(tasks.detect_encoding, ctx(cdp_url), import_id)
+    with db.transaction(cdp_url) as conn:
+        record = imports.get(conn, import_id)
+    assert record["status"] == statuses.VALIDATION_FAILED
+    report = ctx(cdp_url).storage.path(record["error_report"]).read_text(encoding="utf-8-sig")
+    assert [row["code"] for row in csv.DictReader(io.StringIO(report))] == ["file_empty"]
+    assert import_folder.report_path(ctx(cdp_url).storage.path(record["error_report"]), "zh-TW").exists()

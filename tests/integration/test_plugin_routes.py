@@ -19,7 +19,8 @@ from fastapi.testclient import TestClient
 
 from contact_import import db, imports, intake, statuses, tasks, workspaces
 from contact_import.endpoints import API_URL_PREFIX, IMPORT_DAG_ID, PLUGIN_PREFIX
-from tests.helpers import EXAMPLES, LINE_HEADER, ROOT, csv_bytes, ctx, line_id, run_recorded, upload, write_csv
+from tests.helpers import (EXAMPLES, LINE_HEADER, ROOT, csv_bytes, ctx, line_id, multipart_stream, run_recorded, upload,
+                           write_csv)
 
 sys.path.insert(0, str(ROOT / "plugins"))  # as Airflow does with its plugins folder
 
@@ -167,16 +168,6 @@ def test_a_refused_upload_keeps_nothing(api, airflow, cdp_url, monkeypatch):
     assert too_big.status_code == 413 and "1 MiB" in too_big.json()["detail"]
     assert api.get(f"{API}/imports").json()["imports"] == []
     assert stored_folders(cdp_url) == before and airflow.triggered == []
-
-
-def multipart_stream(file_blocks, boundary=b"xYzBoundary", **fields):
-    """A multipart body sent in blocks without a Content-Length (chunked)."""
-    yield from (b"--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n"
-                % (boundary, name.encode(), value.encode()) for name, value in fields.items())
-    yield (b"--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.csv\"\r\n"
-           b"Content-Type: text/csv\r\n\r\n" % boundary)
-    yield from file_blocks
-    yield b"\r\n--%s--\r\n" % boundary
 
 
 def test_the_size_limit_holds_while_the_file_streams_in(api, airflow, cdp_url, monkeypatch):
@@ -408,9 +399,11 @@ def test_a_waiting_import_says_when_its_dag_is_paused_in_airflow(api, airflow, c
 
     airflow.paused = False  # unpaused in Airflow
     assert api.get(f"{API}/imports/{waiting}").json()["dag_paused"] is False
+    assert api.get(f"{API}/imports/{waiting}").json()["airflow_unavailable"] is False
     airflow.paused = None  # Airflow's REST API does not answer: the import is still read
     unknown = api.get(f"{API}/imports/{waiting}")
     assert unknown.status_code == 200 and unknown.json()["dag_paused"] is None
+    assert unknown.json()["airflow_unavailable"] is True and unknown.json()["status"] == "waiting"
 
     reads = len(airflow.dag_reads)
     assert api.get(f"{API}/imports", params={"status": "completed"}).json()["imports"]

@@ -64,3 +64,16 @@ def test_the_runs_of_the_import_dag_that_ended(airflow_metadata):
              (FEEDS_DAG_ID, ids["other_dag"], DagRunState.FAILED, now))
     assert runs.ended([*ids.values(), "no_such_run"]) == {ids["failed"], ids["success"]}
     assert runs.ended([]) == set()
+
+
+def test_the_runs_of_the_import_dag_airflow_has_in_any_state(airflow_metadata):
+    from airflow.utils.state import DagRunState
+
+    ids = {name: f"upload__{uuid.uuid4()}" for name in ("queued", "running", "failed", "other_dag")}
+    add_runs((IMPORT_DAG_ID, ids["queued"], DagRunState.QUEUED, None),
+             (IMPORT_DAG_ID, ids["running"], DagRunState.RUNNING, None),
+             (IMPORT_DAG_ID, ids["failed"], DagRunState.FAILED, datetime.now(timezone.utc)),
+             (FEEDS_DAG_ID, ids["other_dag"], DagRunState.QUEUED, None))
+    assert sweep.runs_in_airflow([*ids.values(), "upload__never-triggered"]) == {ids["queued"], ids["running"],
+                                                                                  ids["failed"]}
+    assert sweep.runs_in_airflow([]) == set()

@@ -310,3 +310,25 @@ def test_on_object_storage_the_unpacked_file_is_stored_and_nothing_of_a_refused_
         assert client.get_object(Bucket="cdp-files", Key=stored_keys()[0])["Body"].read() == plain
         assert not any((tmp_path / "scratch").rglob("*.*"))  # the spool and the check's copies are gone
         assert run_recorded(cdp_url, record_id)["status"] == "completed"
+
+
+def test_object_storage_out_of_reach_while_the_file_streams_in_answers_503_and_keeps_nothing(
+        api, airflow, cdp_url, monkeypatch, tmp_path):  # noqa: F811
+    from tests.s3_server import s3_server, start_again, stop
+
+    with s3_server("cdp-files") as (endpoint, client):
+        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("CONTACT_IMPORT_STORAGE", "s3://cdp-files/files")
+        monkeypatch.setenv("CONTACT_IMPORT_SCRATCH", str(tmp_path / "scratch"))
+        stop(endpoint)
+        try:
+            lost = upload(api, csv_bytes(2))
+        finally:
+            start_again(endpoint)
+        assert lost.status_code == 503, lost.text
+        assert lost.json()["detail"].startswith("The import's file storage could not be reached (storing the upload: ")
+        assert client.list_objects_v2(Bucket="cdp-files").get("Contents", []) == []
+        assert import_count(cdp_url) == 0 and airflow.triggered == []
+        assert upload(api, csv_bytes(2)).status_code == 202  # storage back: the same upload goes through

@@ -7,6 +7,7 @@ the caller names and may not use with 403 (docs/design.md#who-may-use-a-workspac
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from contextlib import contextmanager
 from typing import Annotated, Any, Iterator
@@ -31,6 +32,7 @@ from ..cdp import CDP
 from ..schemas import Import, ImportList, Status, errors
 from .workspaces import not_allowed, unknown_workspace, workspace_for
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["imports"])
 
 CANCEL_MESSAGE = "cancelled through the API"
@@ -113,9 +115,10 @@ def _message(record: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def present(request: Request, record: dict[str, Any], dag_paused: bool | None,
-            triggered_by: str | None = None) -> dict[str, Any]:
+            triggered_by: str | None = None, airflow_unavailable: bool = False) -> dict[str, Any]:
     """An import summary as this API answers it (schemas.Import): reports as URLs of this
-    API, never where storage keeps them; `dag_paused` only for a waiting import with a DAG run."""
+    API, never where storage keeps them; `dag_paused` only for a waiting import with a DAG
+    run; `airflow_unavailable` when Airflow was to be asked something and could not be."""
     path = f"/imports/{record['id']}"
     waiting = record["status"] == statuses.WAITING and record.get("dag_run_id")
     return {
@@ -127,18 +130,26 @@ def present(request: Request, record: dict[str, Any], dag_paused: bool | None,
         "message": _message(record),
         "dag_paused": dag_paused if waiting else None,
         "triggered_by": triggered_by,
+        "airflow_unavailable": airflow_unavailable,
     }
 
 
 def present_all(request: Request, who: Caller, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Imports as this API answers them; Airflow is asked whether the import DAG is paused
     once, and only when one of them waits for its DAG run, and who triggered their runs
-    in one read of its database."""
-    paused = None
+    in one read of its database. When Airflow cannot be asked, the imports are answered as
+    stored, saying so (docs/operations.md#faults)."""
+    paused, unavailable = None, False
     if any(r["status"] == statuses.WAITING and r.get("dag_run_id") for r in records):
-        paused = airflow_client.dag_paused(airflow_client.base_url(request), who)
+        try:
+            paused = airflow_client.dag_paused(airflow_client.base_url(request), who)
+        except airflow_client.AirflowUnavailable as exc:
+            log.warning("answering the imports as stored: %s", exc)
+            unavailable = True
     users = runs.triggering_users(r.get("dag_run_id") for r in records)
-    return [present(request, r, paused, users.get(r.get("dag_run_id"))) for r in records]
+    if users is None:
+        users, unavailable = {}, True
+    return [present(request, r, paused, users.get(r.get("dag_run_id")), unavailable) for r in records]
 
 
 def summaries(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -229,17 +240,29 @@ def _refusal(refused: _Refused, lang: str) -> JSONResponse:
 
 
 def _discard(ctx: Context, import_id: str) -> None:
-    storage.remove_tree(ctx.storage.import_folder(import_id))
+    """Best effort: storage out of reach keeps what it has, which the sweep removes later."""
+    try:
+        storage.remove_tree(ctx.storage.import_folder(import_id))
+    except Exception as exc:  # noqa: BLE001 - the answer says what went wrong before this
+        log.warning("import %s: its folder is left for the sweep: %s", import_id, exc)
 
 
 def _start_run(ctx: Context, base: str, who: Caller, import_id: str, conf: dict[str, Any]) -> dict[str, Any]:
-    """Trigger the import's DAG run; a trigger Airflow refused ends the import failed."""
+    """Trigger the import's DAG run; a trigger Airflow refused or did not answer ends the
+    import failed (a run Airflow started all the same stops at its first task, which finds
+    the import ended), so no import waits for a run that may never come."""
     try:
         run = airflow_client.trigger(base, who, conf)
     except HTTPException as exc:
         with db.transaction(ctx.cdp_url) as conn:
             statuses.end(conn, import_id, statuses.FAILED, f"could not start the DAG run: {exc.detail}")
         raise
+    except airflow_client.AirflowUnavailable as exc:
+        with db.transaction(ctx.cdp_url) as conn:
+            statuses.end(conn, import_id, statuses.FAILED, f"could not start the DAG run: {exc}")
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"the file was not imported: {exc}. Import {import_id} is recorded failed;"
+                            " upload the file again in a moment.") from None
     intake.record_run(ctx, import_id, run["dag_run_id"])
     return read_import(ctx, import_id, who)
 
@@ -267,7 +290,7 @@ class FileRefused(BaseModel):
 @router.post("/imports", status_code=status.HTTP_202_ACCEPTED, response_model=Import,
              summary="Upload a file: one import, one DAG run", response_description="The new import, waiting.",
              openapi_extra={"requestBody": UPLOAD_FORM},
-             responses={**errors(401, 403, 415, 502, 503),
+             responses={**errors(401, 403, 415, 502, 503, 507),
                         413: {"model": FileRefused, "description": "The file is larger than"
                               " CONTACT_IMPORT_MAX_UPLOAD_MB as sent (file_too_large: compress it, or split it),"
                               " or than CONTACT_IMPORT_MAX_UNPACKED_MB unpacked (unpacked_too_large)."},
@@ -280,7 +303,8 @@ async def upload(request: Request, who: Writer, ctx: CDP) -> Any:
     one file: it is unpacked as it arrives. What the file's first bytes and header decide
     (encoding, a table at all, the columns, the channel's User ID column) is answered at
     once with 422 and the error codes the DAG uses; the DAG checks everything again. The
-    import is `waiting` until its DAG run starts. Nothing is kept of a refused upload."""
+    import is `waiting` until its DAG run starts. Nothing is kept of a refused upload.
+    When Airflow gives no answer to the trigger in time: 503, the import recorded failed."""
     import_id = str(uuid.uuid4())
     lang = normalise_lang(request.headers.get("accept-language"))
     try:
@@ -288,7 +312,7 @@ async def upload(request: Request, who: Writer, ctx: CDP) -> Any:
             form = await uploads.receive_form(
                 request, lambda name: intake.upload_path(ctx, import_id, name),
                 config.max_upload_mb() * 2**20, config.max_unpacked_mb() * 2**20,
-                before_file=lambda fields: _check_fields(ctx, who, fields))
+                before_file=lambda fields: _check_fields(ctx, who, fields), remote=not storage.is_local(ctx.storage.base))
         except uploads.UploadTooLarge as exc:
             raise _Refused(status.HTTP_413_CONTENT_TOO_LARGE,
                            [Issue(exc.code, params={"limit": exc.limit // 2**20})]) from None
@@ -301,6 +325,10 @@ async def upload(request: Request, who: Writer, ctx: CDP) -> Any:
             await run_in_threadpool(_discard, ctx, import_id)
         if isinstance(exc, _Refused):
             return _refusal(exc, lang)
+        if isinstance(exc, storage.StorageFault):  # no room for the file (or for checking it), or out of reach
+            full = exc.issue.code == "storage_full"
+            raise HTTPException(status.HTTP_507_INSUFFICIENT_STORAGE if full else status.HTTP_503_SERVICE_UNAVAILABLE,
+                                advised_message(exc.issue, lang)) from None
         raise
     conf = {**options, "mapping": options["mapping"] or {}, "file": str(form.stored), "import_id": import_id}
     started = await run_in_threadpool(_start_run, ctx, airflow_client.base_url(request), who, import_id, conf)
@@ -334,7 +362,8 @@ def list_imports(request: Request, who: Reader, ctx: CDP,
 @router.get("/imports/{import_id}", response_model=Import,
             summary="One import: status, progress, counts, warnings, reports", response_description="The import.",
             description=f"A waiting import says whether DAG `{IMPORT_DAG_ID}` is paused in Airflow"
-                        " (`dag_paused`): its run starts only once the DAG is unpaused.",
+                        " (`dag_paused`): its run starts only once the DAG is unpaused. When Airflow does not"
+                        " answer in time, the import is answered as stored with `airflow_unavailable` true.",
             responses=errors(401, 403, 404, 503))
 def get_import(import_id: ImportId, request: Request, who: Reader, ctx: CDP) -> dict[str, Any]:
     return present_all(request, who, [read_import(ctx, import_id, who)])[0]
@@ -396,7 +425,10 @@ def data_docs(import_id: ImportId, who: Reader, ctx: CDP) -> Response:
 def cancel(import_id: ImportId, request: Request, who: Writer, ctx: CDP) -> dict[str, Any]:
     """The import ends `cancelled` and its DAG run is marked failed: a waiting run never
     starts; a running one is stopped by Airflow and keeps the chunks it committed. 409
-    once the import has ended."""
+    once the import has ended. When Airflow cannot be asked to mark the run failed, the
+    import is cancelled all the same and the answer says `airflow_unavailable`: the run
+    ends when it next checks its import (as validation starts and ends, after each chunk
+    of the upsert, as the import would complete)."""
     stored_record(ctx, import_id, who)  # 404 for an import the caller may not see
     with db.transaction(ctx.cdp_url) as conn:
         try:
@@ -406,6 +438,12 @@ def cancel(import_id: ImportId, request: Request, who: Writer, ctx: CDP) -> dict
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no import {import_id}") from None
         except statuses.IllegalTransition as exc:  # AlreadyFinished
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    unavailable = False
     if dag_run_id:
-        airflow_client.fail_run(airflow_client.base_url(request), who, dag_run_id)
-    return present_all(request, who, [read_import(ctx, import_id, who)])[0]
+        try:
+            airflow_client.fail_run(airflow_client.base_url(request), who, dag_run_id)
+        except airflow_client.AirflowUnavailable as exc:  # the run stops at its next step (docstring)
+            log.warning("import %s is cancelled, its DAG run not yet marked failed: %s", import_id, exc)
+            unavailable = True
+    answer = present_all(request, who, [read_import(ctx, import_id, who)])[0]
+    return {**answer, "airflow_unavailable": answer["airflow_unavailable"] or unavailable}
