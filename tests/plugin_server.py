@@ -24,10 +24,11 @@ def app_for(cdp_url: str) -> FastAPI:
     """Airflow's API server as far as the plugin sees it: the app mounted, anyone a writer."""
     if str(ROOT / "plugins") not in sys.path:
         sys.path.insert(0, str(ROOT / "plugins"))  # as Airflow does with its plugins folder
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from contact_imports_api import auth, cdp
     from contact_imports_api.app import app
 
-    caller = auth.Caller(user=None, token="a-token")
+    caller = auth.Caller(user=SimpleAuthManagerUser(username="alice", role="user"), token="a-token")
     app.dependency_overrides[auth.reader] = lambda: caller
     app.dependency_overrides[auth.writer] = lambda: caller
     app.dependency_overrides[cdp.cdp_context] = lambda: ctx(cdp_url)
