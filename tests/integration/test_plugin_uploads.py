@@ -282,16 +282,21 @@ def test_the_default_limits_take_the_benchmark_s_million_rows(monkeypatch):
     assert config.max_unpacked_mb() == 1024
 
 
+def storage_on_s3(monkeypatch, endpoint: str, tmp_path) -> None:
+    """The import files in bucket cdp-files of the S3 server at `endpoint`, scratch files local."""
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CONTACT_IMPORT_STORAGE", "s3://cdp-files/files")
+    monkeypatch.setenv("CONTACT_IMPORT_SCRATCH", str(tmp_path / "scratch"))
+
+
 def test_on_object_storage_the_unpacked_file_is_stored_and_nothing_of_a_refused_one(
         api, airflow, cdp_url, monkeypatch, tmp_path):  # noqa: F811
     from tests.s3_server import s3_server
 
     with s3_server("cdp-files") as (endpoint, client):
-        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("CONTACT_IMPORT_STORAGE", "s3://cdp-files/files")
-        monkeypatch.setenv("CONTACT_IMPORT_SCRATCH", str(tmp_path / "scratch"))
+        storage_on_s3(monkeypatch, endpoint, tmp_path)
         monkeypatch.setenv("CONTACT_IMPORT_MAX_UPLOAD_MB", "1")
         monkeypatch.setenv("CONTACT_IMPORT_MAX_UNPACKED_MB", "2")
 
@@ -317,11 +322,7 @@ def test_object_storage_out_of_reach_while_the_file_streams_in_answers_503_and_k
     from tests.s3_server import s3_server, start_again, stop
 
     with s3_server("cdp-files") as (endpoint, client):
-        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setenv("CONTACT_IMPORT_STORAGE", "s3://cdp-files/files")
-        monkeypatch.setenv("CONTACT_IMPORT_SCRATCH", str(tmp_path / "scratch"))
+        storage_on_s3(monkeypatch, endpoint, tmp_path)
         stop(endpoint)
         try:
             lost = upload(api, csv_bytes(2))

@@ -107,6 +107,16 @@ def row_of(frame, file_name: str):
     return frame.locator("#imports tbody.import", has_text=file_name)
 
 
+def upload_from_the_page(frame, file: Path, *switches: str):
+    """Choose the file, switch on `switches` (the form's checkbox names), press Import; the
+    import's rows in the list."""
+    frame.locator("input[type=file]").set_input_files(file)
+    for name in switches:
+        frame.locator(f"input[name={name}]").check()
+    frame.get_by_role("button", name="Import").click()
+    return row_of(frame, file.name)
+
+
 def sign_in_and_open_the_page(page):
     """Sign in to Airflow and open the page from Airflow's own menu; the page's frame."""
     from playwright.sync_api import expect
@@ -172,9 +182,7 @@ def test_a_user_uploads_reads_errors_approves_in_airflow_and_cancels_from_the_pa
     # A bad file: its errors show on the page, row by row; nothing is written.
     bad = tmp_path / f"bad-{run}.csv"
     bad.write_text(LINE_HEADER + "\nUbad,Bad,not-an-email,,,,,,,,\n" + f"{line_id(7)},Fine,,,,,,,,,\n")
-    frame.locator("input[type=file]").set_input_files(bad)
-    frame.get_by_role("button", name="Import").click()
-    bad_row = row_of(frame, bad.name)
+    bad_row = upload_from_the_page(frame, bad)
     expect(bad_row.locator(".status")).to_have_text("validation failed", timeout=STEP_TIMEOUT_MS)
     expect(bad_row.locator(".reason")).to_contain_text("2 errors: ")
     errors = bad_row.locator("table.error-list tbody tr")
@@ -191,10 +199,7 @@ def test_a_user_uploads_reads_errors_approves_in_airflow_and_cancels_from_the_pa
 
     # A good file that needs approval waits in Airflow's approval step with its preview.
     good = contacts_file(tmp_path, f"good-{run}.csv", 300_000, 5)
-    frame.locator("input[type=file]").set_input_files(good)
-    frame.locator("input[name=require_approval]").check()
-    frame.get_by_role("button", name="Import").click()
-    good_row = row_of(frame, good.name)
+    good_row = upload_from_the_page(frame, good, "require_approval")
     expect(good_row.locator(".status")).to_have_text("awaiting approval", timeout=STEP_TIMEOUT_MS)
     expect(good_row.locator(".cell-counts")).to_contain_text("Preview: nothing is written until approved")
     expect(good_row.locator(".cell-counts")).to_contain_text("5 contacts to create")
@@ -210,9 +215,7 @@ def test_a_user_uploads_reads_errors_approves_in_airflow_and_cancels_from_the_pa
 
     # Another upload waits behind it in Airflow's queue; cancelled from the list, it writes nothing.
     later = contacts_file(tmp_path, f"later-{run}.csv", 310_000, 3)
-    frame.locator("input[type=file]").set_input_files(later)
-    frame.get_by_role("button", name="Import").click()
-    later_row = row_of(frame, later.name)
+    later_row = upload_from_the_page(frame, later)
     expect(later_row.locator(".status")).to_have_text("waiting")
     shot(page, "04-awaiting-approval-and-waiting")
     later_row.get_by_role("button", name="Cancel").click()
@@ -262,10 +265,7 @@ def test_a_user_uploads_reads_errors_approves_in_airflow_and_cancels_from_the_pa
     # (TW), and the list says how many, with the report of which.
     local = tmp_path / f"local-{run}.csv"
     local.write_text(LINE_HEADER + f"\n{line_id(320_000)},Local,,0912 345 678,,,,,,,\n", encoding="utf-8")
-    frame.locator("input[type=file]").set_input_files(local)
-    frame.locator("input[name=complete_local_phones]").check()
-    frame.get_by_role("button", name="Import").click()
-    local_row = row_of(frame, local.name)
+    local_row = upload_from_the_page(frame, local, "complete_local_phones")
     expect(local_row.locator(".status")).to_have_text("completed", timeout=STEP_TIMEOUT_MS)
     expect(local_row.locator(".meta")).to_contain_text("local phones completed")
     expect(local_row.locator("ul.warnings")).to_have_text("1 local phone number completed")
