@@ -267,6 +267,7 @@ def test_a_user_uploads_reads_errors_approves_in_airflow_and_cancels_from_the_pa
     local.write_text(LINE_HEADER + f"\n{line_id(320_000)},Local,,0912 345 678,,,,,,,\n", encoding="utf-8")
     local_row = upload_from_the_page(frame, local, "complete_local_phones")
     expect(local_row.locator(".status")).to_have_text("completed", timeout=STEP_TIMEOUT_MS)
+    expect(frame.locator("#message")).to_be_empty()  # "uploaded, waits for its run" no longer holds
     expect(local_row.locator(".meta")).to_contain_text("local phones completed")
     expect(local_row.locator("ul.warnings")).to_have_text("1 local phone number completed")
     report = client_for(airflow, "admin").get(local_row.locator("a.warnings-report").get_attribute("href"))
