@@ -298,6 +298,9 @@ class Soak:
             r["present"] = present[item.n]
             if r.get("status") == "completed" and present[item.n] != item.rows:
                 failures.append(f"file {item.n} completed with {item.rows} rows, {present[item.n]} in the CDP")
+            if r.get("status") == "cancelled" and present[item.n] != (r.get("processed") or 0):
+                failures.append(f"file {item.n} cancelled in {r.get('cancelled_in')} with processed_rows"
+                                f" {r.get('processed')}, {present[item.n]} in the CDP")
         return failures
 
 
