@@ -1,8 +1,8 @@
 """Statuses follow the DAG runs: an unfinished import whose run was marked failed in
 Airflow (while queued, say, from Airflow's UI or REST API rather than this API's cancel)
 ends `cancelled`, or `failed` as interrupted when its stage's process had died before
-(it was validating or importing and its heartbeat is stale: heartbeat.py). Airflow runs no DAG callback when a run is set failed that way, so the
-API server sweeps: one daemon thread per process, started by the first request that
+(it was validating or importing and its heartbeat is stale: heartbeat.py). Airflow runs
+no DAG callback when a run is set failed that way, so the API server sweeps: one daemon thread per process, started by the first request that
 reaches the CDP database (a mounted app gets no lifespan events), every INTERVAL seconds
 one query of Airflow's metadata database for the unfinished imports' runs.
 
@@ -19,17 +19,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable
 
-import time
-import uuid
-
 from contact_import import db, heartbeat, imports, intake, statuses, storage
 from contact_import.context import Context
-from contact_import.endpoints import IMPORT_DAG_ID
 
 from .airflow_client import run_id_for
+from .runs import dag_run, import_runs
 
 log = logging.getLogger(__name__)
 
@@ -142,21 +141,11 @@ def unfinished_runs(ctx: Context) -> dict[str, str]:
 def failed_in_airflow(run_ids: Iterable[str]) -> set[str]:
     """The runs of the import DAG among `run_ids` that are failed (for GRACE at least):
     one query of Airflow's metadata database through Airflow's ORM."""
-    from sqlalchemy import or_, select
+    from sqlalchemy import or_
 
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState
-
-    run_ids = list(run_ids)
-    if not run_ids:
-        return set()
+    run, state = dag_run()
     before = datetime.now(timezone.utc) - GRACE
-    with create_session() as session:
-        return set(session.scalars(
-            select(DagRun.run_id).where(DagRun.dag_id == IMPORT_DAG_ID, DagRun.run_id.in_(run_ids),
-                                        DagRun.state == DagRunState.FAILED,
-                                        or_(DagRun.end_date.is_(None), DagRun.end_date <= before))))
+    return import_runs(run_ids, run.state == state.FAILED, or_(run.end_date.is_(None), run.end_date <= before))
 
 
 def stalled_uploads(ctx: Context, known_runs: Callable[[Iterable[str]], set[str]] | None = None,
@@ -220,14 +209,4 @@ def _is_import_id(name: str) -> bool:
 def runs_in_airflow(run_ids: Iterable[str]) -> set[str]:
     """The runs of the import DAG among `run_ids` that Airflow has, in any state: one
     query of Airflow's metadata database through Airflow's ORM."""
-    from sqlalchemy import select
-
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-
-    run_ids = list(run_ids)
-    if not run_ids:
-        return set()
-    with create_session() as session:
-        return set(session.scalars(select(DagRun.run_id).where(DagRun.dag_id == IMPORT_DAG_ID,
-                                                               DagRun.run_id.in_(run_ids))))
+    return import_runs(run_ids)
